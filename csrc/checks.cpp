@@ -1,0 +1,189 @@
+#include "dni/checks.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+namespace dni {
+namespace {
+
+std::string full(const char* prefix, const char* name) {
+  return std::string(prefix) + name;
+}
+
+bool is_half(at::ScalarType t) {
+  return t == at::kHalf || t == at::kBFloat16;
+}
+
+void check_activation_dtype(const Tensor& t, const std::string& name,
+                            const DtypePolicy& policy) {
+  auto dt = t.scalar_type();
+  bool ok = dt == at::kFloat || dt == at::kDouble ||
+            (policy.allow_half_activations && is_half(dt));
+  TORCH_CHECK(ok, "dni: ", name, " must be ",
+              policy.allow_half_activations ? "float16, bfloat16, float32 or float64"
+                                            : "float32 or float64 on CPU",
+              ", got ", dt);
+}
+
+// Parameters and their .grad buffers: the parameter dtype, contiguous, on x's device.
+void check_param(const Tensor& t, const std::string& name, at::IntArrayRef shape,
+                 const Tensor& like_param, const Tensor& like_act,
+                 const DtypePolicy& policy) {
+  TORCH_CHECK(t.device() == like_act.device(), "dni: ", name, " is on ", t.device(),
+              " but the input is on ", like_act.device());
+  TORCH_CHECK(t.sizes() == shape, "dni: ", name, " must have shape ", shape, ", got ",
+              t.sizes());
+  TORCH_CHECK(t.scalar_type() == like_param.scalar_type(), "dni: ", name,
+              " must have dtype ", like_param.scalar_type(), ", got ", t.scalar_type());
+  TORCH_CHECK(t.is_contiguous(), "dni: ", name,
+              " must be contiguous (it is updated in place)");
+  auto act = like_act.scalar_type();
+  bool dtype_ok = t.scalar_type() == act ||
+                  (policy.allow_half_activations && is_half(act) &&
+                   t.scalar_type() == at::kFloat);
+  TORCH_CHECK(dtype_ok, "dni: ", name, " has dtype ", t.scalar_type(),
+              " which does not match the activations' dtype ", act);
+}
+
+void check_activation(const Tensor& t, const std::string& name, at::IntArrayRef shape,
+                      const Tensor& like, const DtypePolicy& policy) {
+  TORCH_CHECK(t.device() == like.device(), "dni: ", name, " is on ", t.device(),
+              " but the input is on ", like.device());
+  TORCH_CHECK(t.sizes() == shape, "dni: ", name, " must have shape ", shape, ", got ",
+              t.sizes());
+  check_activation_dtype(t, name, policy);
+  TORCH_CHECK(t.scalar_type() == like.scalar_type(), "dni: ", name, " must have dtype ",
+              like.scalar_type(), ", got ", t.scalar_type());
+}
+
+void check_labels(const OptTensor& labels, const OptTensor& table, const std::string& name,
+                  const std::string& table_name, int64_t batch, const Tensor& like,
+                  bool check_values) {
+  if (!table.has_value()) {
+    TORCH_CHECK(!labels.has_value(), "dni: ", name, " given without ", table_name,
+                " (labels only index the class table of conditional DNI)");
+    return;
+  }
+  TORCH_CHECK(labels.has_value(), "dni: ", table_name, " given without ", name);
+  const Tensor& y = *labels;
+  TORCH_CHECK(y.device() == like.device(), "dni: ", name, " is on ", y.device(),
+              " but the input is on ", like.device());
+  TORCH_CHECK(y.scalar_type() == at::kLong, "dni: ", name, " must be int64, got ",
+              y.scalar_type());
+  TORCH_CHECK(y.dim() == 1 && y.size(0) == batch, "dni: ", name, " must have shape [",
+              batch, "], got ", y.sizes());
+  if (check_values && batch > 0) {
+    int64_t k = table->size(0);
+    auto [lo, hi] = at::aminmax(y);
+    int64_t lo_v = lo.item<int64_t>(), hi_v = hi.item<int64_t>();
+    TORCH_CHECK(lo_v >= 0 && hi_v < k, "dni: ", name, " must lie in [0, ", k,
+                ") (the rows of ", table_name, "), got values in [", lo_v, ", ", hi_v,
+                "]");
+  }
+}
+
+// Optional parameter with its optional .grad buffer in "grads" mode.
+void check_optional_param(const OptTensor& p, const OptTensor& p_grad, bool grads_mode,
+                          const std::string& name, at::IntArrayRef shape,
+                          const Tensor& like_param, const Tensor& like_act,
+                          const DtypePolicy& policy) {
+  if (!p.has_value()) {
+    TORCH_CHECK(!p_grad.has_value(), "dni: ", name, "_grad given without ", name);
+    return;
+  }
+  check_param(*p, name, shape, like_param, like_act, policy);
+  if (grads_mode) {
+    TORCH_CHECK(p_grad.has_value(), "dni: grads mode (weight grad given) needs ", name,
+                "_grad too");
+    check_param(*p_grad, name + "_grad", shape, like_param, like_act, policy);
+  } else {
+    TORCH_CHECK(!p_grad.has_value(), "dni: ", name,
+                "_grad given but the weight's grad is not (grads mode is all or none)");
+  }
+}
+
+}  // namespace
+
+Activation parse_activation(const std::string& name) {
+  if (name == "identity") return Activation::kIdentity;
+  if (name == "relu") return Activation::kRelu;
+  if (name == "tanh") return Activation::kTanh;
+  if (name == "sigmoid") return Activation::kSigmoid;
+  TORCH_CHECK(false, "dni: activation must be one of identity, relu, tanh, sigmoid; got '",
+              name, "'");
+}
+
+void check_scalar(double value, const char* name, bool nonnegative) {
+  TORCH_CHECK(std::isfinite(value), "dni: ", name, " must be finite, got ", value);
+  TORCH_CHECK(!nonnegative || value >= 0, "dni: ", name, " must be >= 0, got ", value);
+}
+
+void check_sg_group(const SgGroup& g, const char* prefix, const Tensor* target,
+                    double lr, const DtypePolicy& policy, bool check_label_values) {
+  check_scalar(lr, prefix[0] ? "prev_lr" : "lr", /*nonnegative=*/true);
+  const Tensor& h = g.h;
+  TORCH_CHECK(h.dim() == 2, "dni: ", full(prefix, "h"), " must be 2-D [batch, features], got ",
+              h.sizes());
+  check_activation_dtype(h, full(prefix, "h"), policy);
+  int64_t batch = h.size(0), feat = h.size(1);
+  check_activation(g.sg_raw, full(prefix, "sg_raw"), {batch, feat}, h, policy);
+  if (target != nullptr) {
+    check_activation(*target, "target", {batch, feat}, h, policy);
+  }
+  const Tensor& A = g.sg_weight;
+  check_param(A, full(prefix, "sg_weight"), {feat, feat}, A, h, policy);
+  bool grads_mode = g.sg_weight_grad.has_value();
+  if (grads_mode) {
+    check_param(*g.sg_weight_grad, full(prefix, "sg_weight_grad"), {feat, feat}, A, h,
+                policy);
+  }
+  check_optional_param(g.sg_bias, g.sg_bias_grad, grads_mode, full(prefix, "sg_bias"),
+                       {feat}, A, h, policy);
+  if (g.sg_table.has_value()) {
+    TORCH_CHECK(g.sg_table->dim() == 2 && g.sg_table->size(1) == feat, "dni: ",
+                full(prefix, "sg_table"), " must have shape [num_classes, ", feat,
+                "], got ", g.sg_table->sizes());
+    TORCH_CHECK(g.sg_table->size(0) > 0, "dni: ", full(prefix, "sg_table"),
+                " needs at least one class");
+  }
+  int64_t k = g.sg_table.has_value() ? g.sg_table->size(0) : 0;
+  check_optional_param(g.sg_table, g.sg_table_grad, grads_mode, full(prefix, "sg_table"),
+                       {k, feat}, A, h, policy);
+  check_labels(g.labels, g.sg_table, full(prefix, "labels"), full(prefix, "sg_table"),
+               batch, h, check_label_values);
+}
+
+void check_linear_step(const Tensor& x, const Tensor& weight, const OptTensor& bias,
+                       const OptTensor& weight_grad, const OptTensor& bias_grad,
+                       const Tensor& sg_weight, const OptTensor& sg_bias,
+                       const OptTensor& sg_table, const OptTensor& labels,
+                       double sg_scale, double lr, const DtypePolicy& policy,
+                       bool check_label_values) {
+  check_scalar(lr, "lr", /*nonnegative=*/true);
+  check_scalar(sg_scale, "sg_scale", /*nonnegative=*/false);
+  TORCH_CHECK(x.dim() == 2, "dni: x must be 2-D [batch, in_features], got ", x.sizes());
+  check_activation_dtype(x, "x", policy);
+  TORCH_CHECK(weight.dim() == 2, "dni: weight must be 2-D [out_features, in_features], got ",
+              weight.sizes());
+  int64_t in = x.size(1), out = weight.size(0);
+  TORCH_CHECK(weight.size(1) == in, "dni: weight must have shape [out_features, ", in,
+              "] to match x [", x.size(0), ", ", in, "], got ", weight.sizes());
+  check_param(weight, "weight", {out, in}, weight, x, policy);
+  bool grads_mode = weight_grad.has_value();
+  if (grads_mode) {
+    check_param(*weight_grad, "weight_grad", {out, in}, weight, x, policy);
+  }
+  check_optional_param(bias, bias_grad, grads_mode, "bias", {out}, weight, x, policy);
+  check_param(sg_weight, "sg_weight", {out, out}, weight, x, policy);
+  if (sg_bias.has_value()) check_param(*sg_bias, "sg_bias", {out}, weight, x, policy);
+  if (sg_table.has_value()) {
+    TORCH_CHECK(sg_table->dim() == 2 && sg_table->size(1) == out && sg_table->size(0) > 0,
+                "dni: sg_table must have shape [num_classes >= 1, ", out, "], got ",
+                sg_table->sizes());
+    check_param(*sg_table, "sg_table", sg_table->sizes(), weight, x, policy);
+  }
+  check_labels(labels, sg_table, "labels", "sg_table", x.size(0), x, check_label_values);
+}
+
+}  // namespace dni

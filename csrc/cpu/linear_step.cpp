@@ -1,0 +1,146 @@
+// The fused DNI layer step on CPU (dni_kernels/reference.py::linear_step).
+//
+// Four BLAS calls write into preallocated outputs; the elementwise stages between
+// them are single parallel loops with the activation and conditioning fixed at
+// compile time. The weight update is fused into the weight-gradient GEMM
+// (W.addmm_(gᵀ, x, beta=1, alpha=−lr)): no [O, I] temporary is ever allocated.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <tuple>
+
+#include "dni/checks.h"
+#include "dni/math.h"
+#include "dni/static_switch.h"
+#include "sg_regression.h"
+
+namespace dni::cpu {
+namespace {
+
+// Rows per parallel task for the [B, O] elementwise loops.
+int64_t row_grain(int64_t cols) {
+  return std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1));
+}
+
+// h ← φ(h) in place (h holds z on entry).
+template <typename scalar_t, Activation act>
+void apply_activation(Tensor& h) {
+  const int64_t rows = h.size(0), cols = h.size(1);
+  scalar_t* p = h.data_ptr<scalar_t>();
+  at::parallel_for(0, rows, row_grain(cols), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin * cols; i < end * cols; ++i) p[i] = activation_forward<act>(p[i]);
+  });
+}
+
+// sg_raw += C[y] (cDNI); g = s · sg_raw · φ′(h). One pass over [B, O].
+template <typename scalar_t, Activation act, bool kConditioned>
+void sg_and_pre_activation_gradient(Tensor& sg_raw, const Tensor& h, const scalar_t* table,
+                                    const int64_t* labels, scalar_t sg_scale, Tensor& g) {
+  const int64_t rows = h.size(0), cols = h.size(1);
+  scalar_t* raw = sg_raw.data_ptr<scalar_t>();
+  const scalar_t* hp = h.data_ptr<scalar_t>();
+  scalar_t* gp = g.data_ptr<scalar_t>();
+  at::parallel_for(0, rows, row_grain(cols), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      scalar_t* raw_row = raw + r * cols;
+      const scalar_t* h_row = hp + r * cols;
+      scalar_t* g_row = gp + r * cols;
+      const scalar_t* c_row = kConditioned ? table + labels[r] * cols : nullptr;
+      for (int64_t o = 0; o < cols; ++o) {
+        scalar_t v = raw_row[o];
+        if constexpr (kConditioned) {
+          v += c_row[o];
+          raw_row[o] = v;
+        }
+        g_row[o] = pre_activation_gradient<act>(v, h_row[o], sg_scale);
+      }
+    }
+  });
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cpu(
+    const Tensor& x, Tensor& weight, const OptTensor& bias, const OptTensor& weight_grad,
+    const OptTensor& bias_grad, const Tensor& sg_weight, const OptTensor& sg_bias,
+    const OptTensor& sg_table, const OptTensor& labels, c10::string_view activation,
+    double sg_scale, double lr, const OptTensor& prev_h, const OptTensor& prev_sg_raw,
+    const OptTensor& prev_labels, const OptTensor& prev_sg_weight,
+    const OptTensor& prev_sg_bias, const OptTensor& prev_sg_table,
+    const OptTensor& prev_sg_weight_grad, const OptTensor& prev_sg_bias_grad,
+    const OptTensor& prev_sg_table_grad, double prev_lr) {
+  // ---- validate everything before anything is written ----
+  const DtypePolicy policy{false};
+  const Activation act = parse_activation(std::string(activation));
+  check_linear_step(x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias, sg_table,
+                    labels, sg_scale, lr, policy, /*check_label_values=*/true);
+  const bool chained = prev_sg_weight.has_value();
+  TORCH_CHECK(chained == prev_h.has_value() && chained == prev_sg_raw.has_value(),
+              "dni: prev_h, prev_sg_raw and prev_sg_weight come together (the previous "
+              "layer's SG regression) or not at all");
+  std::optional<SgGroup> prev;
+  if (chained) {
+    prev.emplace(SgGroup{*prev_h, *prev_sg_raw, prev_labels, *prev_sg_weight, prev_sg_bias,
+                         prev_sg_table, prev_sg_weight_grad, prev_sg_bias_grad,
+                         prev_sg_table_grad});
+    TORCH_CHECK(prev_h->sizes() == x.sizes(), "dni: prev_h must have x's shape ",
+                x.sizes(), " (the previous layer's output is this layer's input), got ",
+                prev_h->sizes());
+    check_sg_group(*prev, "prev_", nullptr, prev_lr, policy, /*check_label_values=*/true);
+    TORCH_CHECK(prev_sg_weight->scalar_type() == weight.scalar_type(),
+                "dni: prev_sg_weight must have dtype ", weight.scalar_type(), ", got ",
+                prev_sg_weight->scalar_type());
+  }
+  TORCH_CHECK(x.device().is_cpu(), "dni: linear_step CPU kernel got x on ", x.device());
+
+  const int64_t batch = x.size(0), in = x.size(1), out = weight.size(0);
+  auto opts = x.options();
+  Tensor h = at::empty({batch, out}, opts);
+  Tensor sg_raw = at::empty({batch, out}, opts);
+  Tensor g = at::empty({batch, out}, opts);
+  Tensor grad_x = at::empty({batch, in}, opts);
+
+  // z = x Wᵀ + b, then h = φ(z) in place.
+  if (bias.has_value()) {
+    at::addmm_out(h, *bias, x, weight.t());
+  } else {
+    at::mm_out(h, x, weight.t());
+  }
+  // ĝ_raw = h Aᵀ + a; the class row C[y] and g = s·ĝ_raw·φ′ follow in one pass.
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dni_linear_step_cpu", [&] {
+    DNI_ACTIVATION_SWITCH(act, kAct, [&] {
+      if constexpr (kAct != Activation::kIdentity) apply_activation<scalar_t, kAct>(h);
+      if (sg_bias.has_value()) {
+        at::addmm_out(sg_raw, *sg_bias, h, sg_weight.t());
+      } else {
+        at::mm_out(sg_raw, h, sg_weight.t());
+      }
+      Tensor y = labels.has_value() ? labels->contiguous() : Tensor();
+      DNI_BOOL_SWITCH(sg_table.has_value(), kConditioned, [&] {
+        sg_and_pre_activation_gradient<scalar_t, kAct, kConditioned>(
+            sg_raw, h, kConditioned ? sg_table->data_ptr<scalar_t>() : nullptr,
+            kConditioned ? y.data_ptr<int64_t>() : nullptr,
+            static_cast<scalar_t>(sg_scale), g);
+      });
+    });
+  });
+  // grad_x = g W with W before its update.
+  at::mm_out(grad_x, g, weight);
+  // W ← W − lr·gᵀx straight into W's storage ("grads" mode: W.grad += gᵀx).
+  const bool grads_mode = weight_grad.has_value();
+  const double step = grads_mode ? -1.0 : lr;
+  Tensor weight_dst = grads_mode ? *weight_grad : weight;
+  weight_dst.addmm_(g.t(), x, /*beta=*/1, /*alpha=*/-step);
+  if (bias.has_value()) {
+    Tensor bias_dst = grads_mode ? *bias_grad : *bias;
+    scatter_update(g, nullptr, bias_dst, /*scale=*/1.0, step);
+  }
+  Tensor prev_loss = chained ? sg_regression(*prev, grad_x, prev_lr)
+                             : at::zeros({}, opts);
+  return {h, sg_raw, grad_x, prev_loss};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dni, CPU, m) { m.impl("linear_step", &linear_step_cpu); }
+
+}  // namespace dni::cpu

@@ -1,0 +1,125 @@
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "dni/checks.h"
+#include "dni/math.h"
+#include "sg_regression.h"
+
+namespace dni::cpu {
+namespace {
+
+// Column chunk per parallel task: rows are walked contiguously inside a chunk.
+constexpr int64_t kColumnChunk = 64;
+
+// e = sg_raw − target (into `e`), returns Σ e².
+template <typename scalar_t>
+double residual_and_sum_squares(const Tensor& sg_raw, const Tensor& target, Tensor& e) {
+  const int64_t batch = e.size(0), feat = e.size(1);
+  auto raw = sg_raw.accessor<scalar_t, 2>();
+  auto tgt = target.accessor<scalar_t, 2>();
+  scalar_t* out = e.data_ptr<scalar_t>();
+  return at::parallel_reduce(
+      0, batch, 1, 0.0,
+      [&](int64_t begin, int64_t end, double acc) {
+        for (int64_t r = begin; r < end; ++r) {
+          scalar_t* row = out + r * feat;
+          for (int64_t f = 0; f < feat; ++f) {
+            scalar_t d = raw[r][f] - tgt[r][f];
+            row[f] = d;
+            acc += static_cast<double>(d) * d;
+          }
+        }
+        return acc;
+      },
+      std::plus<double>());
+}
+
+template <typename scalar_t>
+void scatter_update_impl(const Tensor& src, const int64_t* rows, Tensor& dst,
+                         double scale, double step) {
+  const int64_t batch = src.size(0), feat = src.size(1);
+  const scalar_t* s = src.data_ptr<scalar_t>();
+  scalar_t* d = dst.data_ptr<scalar_t>();
+  const scalar_t sc = static_cast<scalar_t>(scale), st = static_cast<scalar_t>(step);
+  // Columns are independent, so tasks own column chunks and never race, whatever the
+  // labels (two rows with the same label hit the same dst row in the same task).
+  // Inside a chunk, rows are walked contiguously.
+  at::parallel_for(0, feat, kColumnChunk, [&](int64_t begin, int64_t end) {
+    for (int64_t c0 = begin; c0 < end; c0 += kColumnChunk) {
+      const int64_t c1 = std::min(end, c0 + kColumnChunk);
+      if (rows == nullptr) {
+        double sum[kColumnChunk] = {};
+        for (int64_t r = 0; r < batch; ++r) {
+          const scalar_t* srow = s + r * feat;
+          for (int64_t f = c0; f < c1; ++f) sum[f - c0] += srow[f];
+        }
+        for (int64_t f = c0; f < c1; ++f) {
+          d[f] = apply_update(d[f], static_cast<scalar_t>(sc * sum[f - c0]), st);
+        }
+        continue;
+      }
+      for (int64_t r = 0; r < batch; ++r) {
+        scalar_t* drow = d + rows[r] * feat;
+        const scalar_t* srow = s + r * feat;
+        for (int64_t f = c0; f < c1; ++f) drow[f] = apply_update(drow[f], sc * srow[f], st);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void scatter_update(const Tensor& src, const int64_t* rows, Tensor& dst, double scale,
+                    double step) {
+  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "dni_scatter_update", [&] {
+    scatter_update_impl<scalar_t>(src, rows, dst, scale, step);
+  });
+}
+
+Tensor sg_regression(const SgGroup& g, const Tensor& target, double lr) {
+  const int64_t batch = g.h.size(0), feat = g.h.size(1);
+  Tensor e = at::empty({batch, feat}, g.h.options());
+  double sum_sq = 0;
+  AT_DISPATCH_FLOATING_TYPES(e.scalar_type(), "dni_sg_residual", [&] {
+    sum_sq = residual_and_sum_squares<scalar_t>(g.sg_raw, target, e);
+  });
+  const double scale = batch > 0 ? 2.0 / batch : 0.0;
+  // "grads" mode accumulates d/dθ into the .grad buffers: p ← p − (−1)·d.
+  const bool grads_mode = g.sg_weight_grad.has_value();
+  const double step = grads_mode ? -1.0 : lr;
+  Tensor weight_dst = grads_mode ? *g.sg_weight_grad : g.sg_weight;
+  // A ← A − step·(2/B)·eᵀh, straight into A's storage: no [F, F] temporary.
+  weight_dst.addmm_(e.t(), g.h, /*beta=*/1, /*alpha=*/-step * scale);
+  if (g.sg_bias.has_value()) {
+    Tensor dst = grads_mode ? *g.sg_bias_grad : *g.sg_bias;
+    scatter_update(e, nullptr, dst, scale, step);
+  }
+  if (g.sg_table.has_value()) {
+    Tensor dst = grads_mode ? *g.sg_table_grad : *g.sg_table;
+    Tensor labels = g.labels->contiguous();
+    scatter_update(e, labels.data_ptr<int64_t>(), dst, scale, step);
+  }
+  return at::scalar_tensor(batch > 0 ? sum_sq / batch : 0.0, g.h.options());
+}
+
+namespace {
+
+Tensor sg_update_cpu(const Tensor& h, const Tensor& sg_raw, const Tensor& target,
+                     const OptTensor& labels, Tensor& sg_weight, const OptTensor& sg_bias,
+                     const OptTensor& sg_table, const OptTensor& sg_weight_grad,
+                     const OptTensor& sg_bias_grad, const OptTensor& sg_table_grad,
+                     double lr) {
+  SgGroup group{h,        sg_raw,         labels,       sg_weight,    sg_bias,
+                sg_table, sg_weight_grad, sg_bias_grad, sg_table_grad};
+  check_sg_group(group, "", &target, lr, DtypePolicy{false}, /*check_label_values=*/true);
+  return sg_regression(group, target, lr);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dni, CPU, m) { m.impl("sg_update", &sg_update_cpu); }
+
+}  // namespace dni::cpu

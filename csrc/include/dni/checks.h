@@ -1,0 +1,57 @@
+// Argument validation shared by every backend. Every check runs before any kernel
+// writes, so an op that refuses its input leaves the weights byte-identical.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Optional.h>
+
+#include <string>
+
+#include "dni/math.h"
+
+namespace dni {
+
+using at::Tensor;
+using OptTensor = std::optional<Tensor>;
+
+Activation parse_activation(const std::string& name);
+
+// A finite scalar; `nonnegative` for learning rates.
+void check_scalar(double value, const char* name, bool nonnegative);
+
+// Dtype policy: on CPU, activations and parameters share one dtype (float32 or
+// float64). On CUDA, activations may be float16/bfloat16 with float32 parameters
+// ("master weights") or the same dtype as the parameters.
+struct DtypePolicy {
+  bool allow_half_activations;
+};
+
+// The SG regression group: [B, F] activations h and sg_raw, parameters A [F, F],
+// a [F], C [K, F] with labels [B], and optional .grad buffers ("grads" mode).
+struct SgGroup {
+  const Tensor& h;
+  const Tensor& sg_raw;
+  const OptTensor& labels;
+  const Tensor& sg_weight;
+  const OptTensor& sg_bias;
+  const OptTensor& sg_table;
+  const OptTensor& sg_weight_grad;
+  const OptTensor& sg_bias_grad;
+  const OptTensor& sg_table_grad;
+};
+
+// `prefix` names the group in messages ("" for sg_update, "prev_" inside linear_step).
+// `target` is the regression target [B, F] (for linear_step's chain it is grad_x,
+// which the op creates itself, so pass nullptr). `check_label_values` reads the
+// labels to range-check them (a host sync on CUDA).
+void check_sg_group(const SgGroup& g, const char* prefix, const Tensor* target,
+                    double lr, const DtypePolicy& policy, bool check_label_values);
+
+void check_linear_step(const Tensor& x, const Tensor& weight, const OptTensor& bias,
+                       const OptTensor& weight_grad, const OptTensor& bias_grad,
+                       const Tensor& sg_weight, const OptTensor& sg_bias,
+                       const OptTensor& sg_table, const OptTensor& labels,
+                       double sg_scale, double lr, const DtypePolicy& policy,
+                       bool check_label_values);
+
+}  // namespace dni
