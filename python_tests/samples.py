@@ -1,0 +1,191 @@
+"""Sample inputs shared by the tests of every backend (CPU C++, CUDA C++, Triton).
+
+A case holds every tensor an op reads or updates; `clone()` gives an independent
+copy (keeping non-contiguous strides) so the reference and a kernel run on equal
+inputs and their updated weights can be compared afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from dni_kernels.reference import PrevSG
+
+
+def clone_keep_strides(t: Optional[Tensor]) -> Optional[Tensor]:
+    if t is None:
+        return None
+    out = torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=t.device)
+    return out.copy_(t)
+
+
+def _param(gen, *shape, scale, dtype, device):
+    return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to(dtype).to(device)
+
+
+def _input(gen, rows, cols, *, dtype, device, noncontig):
+    """[rows, cols]; with `noncontig`, a strided view (every other column)."""
+    if noncontig:
+        base = _param(gen, rows, 2 * cols, scale=1.0, dtype=dtype, device=device)
+        return base[:, ::2]
+    return _param(gen, rows, cols, scale=1.0, dtype=dtype, device=device)
+
+
+@dataclass
+class SgState:
+    """An SG model's parameters, optional .grad buffers, and the step it regresses."""
+
+    h: Tensor
+    sg_raw: Tensor
+    sg_weight: Tensor
+    sg_bias: Optional[Tensor]
+    sg_table: Optional[Tensor]
+    labels: Optional[Tensor]
+    lr: float
+    sg_weight_grad: Optional[Tensor] = None
+    sg_bias_grad: Optional[Tensor] = None
+    sg_table_grad: Optional[Tensor] = None
+
+    def as_prev(self) -> PrevSG:
+        return PrevSG(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+    def params(self) -> dict:
+        names = ["sg_weight", "sg_bias", "sg_table", "sg_weight_grad", "sg_bias_grad", "sg_table_grad"]
+        return {n: getattr(self, n) for n in names}
+
+
+def make_sg_state(gen, batch, feat, *, dtype, device, num_classes, sg_bias, mode, noncontig=False):
+    def p(*shape, scale):
+        return _param(gen, *shape, scale=scale, dtype=dtype, device=device)
+
+    grads = mode == "grads"
+    table = p(num_classes, feat, scale=0.1) if num_classes else None
+    state = SgState(
+        h=_input(gen, batch, feat, dtype=dtype, device=device, noncontig=noncontig),
+        sg_raw=_input(gen, batch, feat, dtype=dtype, device=device, noncontig=noncontig),
+        sg_weight=p(feat, feat, scale=0.1),
+        sg_bias=p(feat, scale=0.1) if sg_bias else None,
+        sg_table=table,
+        labels=(torch.randint(0, num_classes, (batch,), generator=gen).to(device) if num_classes else None),
+        lr=0.05,
+    )
+    if grads:
+        state.sg_weight_grad = p(feat, feat, scale=0.01)
+        state.sg_bias_grad = p(feat, scale=0.01) if sg_bias else None
+        state.sg_table_grad = p(num_classes, feat, scale=0.01) if num_classes else None
+    return state
+
+
+@dataclass
+class LinearStepCase:
+    x: Tensor
+    weight: Tensor
+    bias: Optional[Tensor]
+    sg_weight: Tensor
+    sg_bias: Optional[Tensor]
+    sg_table: Optional[Tensor]
+    labels: Optional[Tensor]
+    activation: str
+    sg_scale: float
+    lr: float
+    weight_grad: Optional[Tensor] = None
+    bias_grad: Optional[Tensor] = None
+    prev: Optional[SgState] = None
+
+    def clone(self) -> "LinearStepCase":
+        def c(v):
+            if isinstance(v, Tensor):
+                return clone_keep_strides(v)
+            if isinstance(v, SgState):
+                return SgState(**{f.name: c(getattr(v, f.name)) for f in dataclasses.fields(v)})
+            return v
+
+        return LinearStepCase(**{f.name: c(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+    def call(self, fn, **extra):
+        """Run `fn` (reference.linear_step, ops.linear_step, or a backend's launcher)."""
+        return fn(
+            self.x, self.weight, self.bias, self.sg_weight, self.sg_bias, self.sg_table, self.labels,
+            activation=self.activation, sg_scale=self.sg_scale, lr=self.lr,
+            weight_grad=self.weight_grad, bias_grad=self.bias_grad,
+            prev=self.prev.as_prev() if self.prev is not None else None, **extra,
+        )  # fmt: skip
+
+    def mutable(self) -> dict:
+        """Every tensor the op may update, by name (None where absent)."""
+        out = {"weight": self.weight, "bias": self.bias,
+               "weight_grad": self.weight_grad, "bias_grad": self.bias_grad}  # fmt: skip
+        if self.prev is not None:
+            out.update({"prev_" + k: v for k, v in self.prev.params().items()})
+        return out
+
+
+def make_linear_step_case(
+    batch, in_features, out_features, *, dtype=torch.float32, device="cpu", activation="relu",
+    bias=True, sg_bias=True, num_classes=None, mode="sgd", noncontig=False, chain=False,
+    chain_classes=None, sg_scale=0.7, lr=0.05, seed=0,
+) -> LinearStepCase:  # fmt: skip
+    gen = torch.Generator().manual_seed(seed)
+
+    def p(*shape, scale):
+        return _param(gen, *shape, scale=scale, dtype=dtype, device=device)
+
+    case = LinearStepCase(
+        x=_input(gen, batch, in_features, dtype=dtype, device=device, noncontig=noncontig),
+        weight=p(out_features, in_features, scale=in_features**-0.5),
+        bias=p(out_features, scale=0.1) if bias else None,
+        sg_weight=p(out_features, out_features, scale=0.1),
+        sg_bias=p(out_features, scale=0.1) if sg_bias else None,
+        sg_table=p(num_classes, out_features, scale=0.1) if num_classes else None,
+        labels=(torch.randint(0, num_classes, (batch,), generator=gen).to(device) if num_classes else None),
+        activation=activation,
+        sg_scale=sg_scale,
+        lr=lr,
+    )
+    if mode == "grads":
+        case.weight_grad = p(out_features, in_features, scale=0.01)
+        case.bias_grad = p(out_features, scale=0.01) if bias else None
+    if chain:
+        case.prev = make_sg_state(gen, batch, in_features, dtype=dtype, device=device,
+                                  num_classes=chain_classes, sg_bias=sg_bias, mode=mode,
+                                  noncontig=noncontig)  # fmt: skip
+    return case
+
+
+@dataclass
+class SgUpdateCase:
+    state: SgState
+    target: Tensor
+
+    def clone(self) -> "SgUpdateCase":
+        s = self.state
+        return SgUpdateCase(
+            SgState(**{f.name: (clone_keep_strides(v) if isinstance(v := getattr(s, f.name), Tensor) else v)
+                       for f in dataclasses.fields(s)}),
+            clone_keep_strides(self.target),
+        )  # fmt: skip
+
+    def call(self, fn, **extra):
+        s = self.state
+        return fn(
+            s.h, s.sg_raw, self.target, s.sg_weight, s.sg_bias, s.sg_table, s.labels, lr=s.lr,
+            sg_weight_grad=s.sg_weight_grad, sg_bias_grad=s.sg_bias_grad,
+            sg_table_grad=s.sg_table_grad, **extra,
+        )  # fmt: skip
+
+    def mutable(self) -> dict:
+        return self.state.params()
+
+
+def make_sg_update_case(batch, feat, *, dtype=torch.float32, device="cpu", num_classes=None,
+                        sg_bias=True, mode="sgd", noncontig=False, seed=0) -> SgUpdateCase:  # fmt: skip
+    gen = torch.Generator().manual_seed(seed)
+    state = make_sg_state(gen, batch, feat, dtype=dtype, device=device, num_classes=num_classes,
+                          sg_bias=sg_bias, mode=mode, noncontig=noncontig)  # fmt: skip
+    target = _input(gen, batch, feat, dtype=dtype, device=device, noncontig=noncontig)
+    return SgUpdateCase(state, target)
