@@ -11,6 +11,7 @@ connect them to autograd where DNI needs it.
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import torch
@@ -19,7 +20,26 @@ from torch import Tensor
 from ._extension import require_kernels
 from .reference import PrevSG
 
-__all__ = ["PrevSG", "linear_step", "sg_update"]
+__all__ = ["PrevSG", "linear_step", "sg_update", "BACKENDS"]
+
+BACKENDS = ("auto", "cuda", "triton")
+
+
+def _resolve(op: str, device: torch.device, backend: Optional[str]):
+    """The kernel for `op` on `device`: `backend` argument, else $DNI_BACKEND, else
+    "auto" (the C++ kernel: CPU on CPU, CUDA C++ on a GPU). "triton" selects the
+    Triton twin `<op>_triton` (on CPU tensors only under TRITON_INTERPRET=1)."""
+    backend = backend or os.environ.get("DNI_BACKEND", "auto")
+    if backend not in BACKENDS:
+        raise ValueError(f"dni: backend must be one of {BACKENDS}, got {backend!r}")
+    require_kernels(device if backend != "triton" else torch.device("cpu"))
+    if backend == "triton":
+        from . import triton as _triton  # noqa: F401  (registers the Triton kernels)
+
+        return getattr(torch.ops.dni, op + "_triton").default
+    if backend == "cuda" and device.type != "cuda":
+        raise ValueError(f"dni: backend='cuda' needs CUDA tensors, got {device}")
+    return getattr(torch.ops.dni, op).default
 
 
 def linear_step(
@@ -37,6 +57,7 @@ def linear_step(
     weight_grad: Optional[Tensor] = None,
     bias_grad: Optional[Tensor] = None,
     prev: Optional[PrevSG] = None,
+    backend: Optional[str] = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One fused decoupled-layer step; see :func:`dni_kernels.reference.linear_step`.
 
@@ -44,10 +65,10 @@ def linear_step(
     ("sgd" mode, step ``lr``) or, when ``weight_grad`` is given, adds the gradients to
     ``weight_grad``/``bias_grad`` ("grads" mode). With ``prev`` it also regresses the
     lower layer's SG toward the ``grad_x`` it computes, in the same call.
+    ``backend``: see :func:`_resolve`.
     """
-    require_kernels(x.device)
     p = prev if prev is not None else PrevSG(None, None, None)
-    return torch.ops.dni.linear_step.default(
+    return _resolve("linear_step", x.device, backend)(
         x, weight, bias, weight_grad, bias_grad,
         sg_weight, sg_bias, sg_table, labels,
         activation, float(sg_scale), float(lr),
@@ -70,13 +91,13 @@ def sg_update(
     sg_weight_grad: Optional[Tensor] = None,
     sg_bias_grad: Optional[Tensor] = None,
     sg_table_grad: Optional[Tensor] = None,
+    backend: Optional[str] = None,
 ) -> Tensor:
     """Fused SG regression toward ``target``; see :func:`dni_kernels.reference.sg_update`.
 
     Returns the loss (1/B) Σ ‖sg_raw − target‖² as a 0-dim tensor.
     """
-    require_kernels(h.device)
-    return torch.ops.dni.sg_update.default(
+    return _resolve("sg_update", h.device, backend)(
         h, sg_raw, target, labels,
         sg_weight, sg_bias, sg_table,
         sg_weight_grad, sg_bias_grad, sg_table_grad, float(lr),
@@ -89,7 +110,6 @@ def sg_update(
 
 
 def _register_fakes() -> None:
-    @torch.library.register_fake("dni::linear_step")
     def _linear_step_fake(x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias,
                           sg_table, labels, activation, sg_scale, lr, prev_h, prev_sg_raw,
                           prev_labels, prev_sg_weight, prev_sg_bias, prev_sg_table,
@@ -106,12 +126,16 @@ def _register_fakes() -> None:
         h = x.new_empty((x.shape[0], out))
         return h, torch.empty_like(h), torch.empty_like(x), x.new_empty(())
 
-    @torch.library.register_fake("dni::sg_update")
     def _sg_update_fake(h, sg_raw, target, labels, sg_weight, sg_bias, sg_table,
                         sg_weight_grad, sg_bias_grad, sg_table_grad, lr):  # fmt: skip
         torch._check(sg_raw.shape == h.shape and target.shape == h.shape,
                      lambda: "dni: h, sg_raw and target must share a shape")  # fmt: skip
         return h.new_empty(())
+
+    for name in ("linear_step", "linear_step_triton"):
+        torch.library.register_fake(f"dni::{name}")(_linear_step_fake)
+    for name in ("sg_update", "sg_update_triton"):
+        torch.library.register_fake(f"dni::{name}")(_sg_update_fake)
 
 
 try:
