@@ -116,6 +116,17 @@ class LinearStepCase:
             prev=self.prev.as_prev() if self.prev is not None else None, **extra,
         )  # fmt: skip
 
+    def op_args(self) -> tuple:
+        """Positional arguments in the schema's order (for opcheck and torch.ops calls)."""
+        p = self.prev.as_prev() if self.prev is not None else PrevSG(None, None, None)
+        return (
+            self.x, self.weight, self.bias, self.weight_grad, self.bias_grad,
+            self.sg_weight, self.sg_bias, self.sg_table, self.labels,
+            self.activation, self.sg_scale, self.lr,
+            p.h, p.sg_raw, p.labels, p.sg_weight, p.sg_bias, p.sg_table,
+            p.sg_weight_grad, p.sg_bias_grad, p.sg_table_grad, p.lr,
+        )  # fmt: skip
+
     def mutable(self) -> dict:
         """Every tensor the op may update, by name (None where absent)."""
         out = {"weight": self.weight, "bias": self.bias,
@@ -178,6 +189,11 @@ class SgUpdateCase:
             sg_table_grad=s.sg_table_grad, **extra,
         )  # fmt: skip
 
+    def op_args(self) -> tuple:
+        s = self.state
+        return (s.h, s.sg_raw, self.target, s.labels, s.sg_weight, s.sg_bias, s.sg_table,
+                s.sg_weight_grad, s.sg_bias_grad, s.sg_table_grad, s.lr)  # fmt: skip
+
     def mutable(self) -> dict:
         return self.state.params()
 
@@ -189,3 +205,23 @@ def make_sg_update_case(batch, feat, *, dtype=torch.float32, device="cpu", num_c
                           sg_bias=sg_bias, mode=mode, noncontig=noncontig)  # fmt: skip
     target = _input(gen, batch, feat, dtype=dtype, device=device, noncontig=noncontig)
     return SgUpdateCase(state, target)
+
+
+LINEAR_STEP_OUTPUTS = ("h", "sg_raw", "grad_x", "prev_loss")
+
+
+def check_against_reference(case, fn, reference_fn, output_names, **extra):
+    """Run `reference_fn` and `fn` on independent clones of `case`; compare every
+    output and every updated tensor (with the tolerance table). Returns fn's outputs."""
+    from tolerances import assert_close
+
+    expected_case, actual_case = case.clone(), case.clone()
+    expected = expected_case.call(reference_fn)
+    actual = actual_case.call(fn, **extra)
+    if isinstance(expected, Tensor):
+        expected, actual = (expected,), (actual,)
+    for name, a, e in zip(output_names, actual, expected):
+        assert_close(a, e, name)
+    for (name, a), e in zip(actual_case.mutable().items(), expected_case.mutable().values()):
+        assert_close(a, e, name)
+    return actual

@@ -1,0 +1,193 @@
+"""dni::linear_step on the CPU kernel vs dni_kernels/reference.py.
+
+linear_step is a training step (it updates weights in place or accumulates into
+.grad, like torch's fused optimizers) and registers no autograd, so there is no
+gradcheck; the float64 oracle tests below check its gradients against autograd.
+"""
+
+import itertools
+
+import pytest
+import torch
+
+from dni_kernels import ops, reference
+from samples import LINEAR_STEP_OUTPUTS, check_against_reference, make_linear_step_case
+from tolerances import assert_close
+
+SHAPES = [(1, 5, 3), (7, 33, 17), (32, 64, 48), (3, 20, 20)]
+DTYPES = [torch.float32, torch.float64]
+CLASSES = [None, 1, 10]
+
+
+def _cases():
+    # Full product of the axes that change the kernel's code path; bias, contiguity
+    # and the chain rotate through them so each value is covered many times.
+    axes = list(itertools.product(DTYPES, SHAPES, reference.ACTIVATIONS, ["sgd", "grads"], CLASSES))
+    for i, (dtype, shape, act, mode, k) in enumerate(axes):
+        yield pytest.param(
+            dict(shape=shape, dtype=dtype, activation=act, mode=mode, num_classes=k,
+                 bias=i % 2 == 0, sg_bias=i % 3 != 0, noncontig=i % 4 == 1, chain=i % 5 < 2,
+                 chain_classes=[None, 3][i % 2]),
+            id=f"{str(dtype)[6:]}-{shape}-{act}-{mode}-K{k}-{i}",
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("cfg", list(_cases()))
+def test_matches_reference(cfg):
+    cfg = dict(cfg)
+    case = make_linear_step_case(*cfg.pop("shape"), **cfg)
+    check_against_reference(case, ops.linear_step, reference.linear_step, LINEAR_STEP_OUTPUTS)
+
+
+@pytest.mark.parametrize("mode", ["sgd", "grads"])
+def test_zero_initialised_sg(mode):
+    """The paper's zero-initialised SG: ĝ = 0, so the step leaves the layer as it is."""
+    case = make_linear_step_case(8, 12, 10, mode=mode, num_classes=4, dtype=torch.float64)
+    for t in (case.sg_weight, case.sg_bias, case.sg_table):
+        t.zero_()
+    before = case.clone()
+    h, sg_raw, grad_x, _ = case.call(ops.linear_step)
+    assert torch.count_nonzero(sg_raw) == 0 and torch.count_nonzero(grad_x) == 0
+    for (name, a), b in zip(case.mutable().items(), before.mutable().values()):
+        assert_close(a, b, name)
+
+
+def _quadratic_loss_case(batch, in_f, out_f, activation, num_classes, seed=0):
+    """A loss whose exact ∂L/∂h is a linear SG: L = Σ_r ½ h_r M h_rᵀ + (c + C[y_r])·h_r
+    with M symmetric gives ∂L/∂h = h M + c + C[y], i.e. A = M, a = c, table = C."""
+    case = make_linear_step_case(batch, in_f, out_f, dtype=torch.float64, activation=activation,
+                                 num_classes=num_classes, sg_scale=1.0, lr=0.1, seed=seed)  # fmt: skip
+    case.sg_weight = (case.sg_weight + case.sg_weight.t()) / 2
+
+    def loss_fn(h):
+        quad = 0.5 * ((h @ case.sg_weight) * h).sum()
+        lin = (h * case.sg_bias).sum()
+        if case.sg_table is not None:
+            lin = lin + (h * case.sg_table[case.labels]).sum()
+        return quad + lin
+
+    return case, loss_fn
+
+
+def _backprop_sgd(case, loss_fn):
+    x = case.x.clone().requires_grad_()
+    w = case.weight.clone().requires_grad_()
+    b = case.bias.clone().requires_grad_()
+    h = reference.activation_forward(x @ w.t() + b, case.activation)
+    loss_fn(h).backward()
+    return w.detach() - case.lr * w.grad, b.detach() - case.lr * b.grad, x.grad
+
+
+@pytest.mark.parametrize("activation", reference.ACTIVATIONS)
+@pytest.mark.parametrize("num_classes", [None, 5])
+def test_oracle_fused_equals_backprop(activation, num_classes):
+    """With an SG that is exactly ∂L/∂h, one fused step is one SGD step of backprop,
+    and grad_x is autograd's ∂L/∂x (the target the layer below regresses)."""
+    case, loss_fn = _quadratic_loss_case(6, 9, 7, activation, num_classes)
+    w_new, b_new, grad_x_true = _backprop_sgd(case, loss_fn)
+    _, _, grad_x, _ = case.call(ops.linear_step)
+    assert_close(grad_x, grad_x_true, "grad_x")
+    assert_close(case.weight, w_new, "weight")
+    assert_close(case.bias, b_new, "bias")
+
+
+@pytest.mark.parametrize("activation", reference.ACTIVATIONS)
+def test_oracle_reference_override_equals_backprop(activation):
+    """The reference's test-only `sg_override` feeds an exact δ in place of ĝ."""
+    case = make_linear_step_case(5, 8, 6, dtype=torch.float64, activation=activation, lr=0.1)
+    target = torch.randn(5, 6, dtype=torch.float64)
+
+    def loss_fn(h):
+        return 0.5 * ((h - target) ** 2).sum()
+
+    w_new, b_new, grad_x_true = _backprop_sgd(case, loss_fn)
+    z = case.x @ case.weight.t() + case.bias
+    delta = reference.activation_forward(z, activation) - target  # ∂L/∂h
+    _, _, grad_x, _ = case.call(reference.linear_step, sg_override=delta)
+    assert_close(grad_x, grad_x_true, "grad_x")
+    assert_close(case.weight, w_new, "weight")
+    assert_close(case.bias, b_new, "bias")
+
+
+@pytest.mark.parametrize("mode", ["sgd", "grads"])
+def test_chain_trains_a_stack(mode):
+    """A 3-layer stack with one call per layer: layer i's call regresses layer i−1's
+    SG toward its own grad_x. Several steps, fused vs reference, weights compared."""
+    dims = [10, 13, 11, 9]
+    cases = [make_linear_step_case(4, dims[i], dims[i + 1], dtype=torch.float64, mode=mode,
+                                   num_classes=3, activation="tanh", seed=i) for i in range(3)]  # fmt: skip
+    labels = cases[0].labels
+    for c in cases:
+        c.labels = labels
+    stacks = {"ref": [c.clone() for c in cases], "fused": [c.clone() for c in cases]}
+    fns = {"ref": reference.linear_step, "fused": ops.linear_step}
+    x = cases[0].x
+    for name, stack in stacks.items():
+        for _ in range(3):
+            inp, prev = x, None
+            for c in stack:
+                h, sg_raw, _, _ = fns[name](
+                    inp, c.weight, c.bias, c.sg_weight, c.sg_bias, c.sg_table, labels,
+                    activation=c.activation, sg_scale=c.sg_scale, lr=c.lr, weight_grad=c.weight_grad,
+                    bias_grad=c.bias_grad, prev=prev)  # fmt: skip
+                prev = reference.PrevSG(h, sg_raw, c.sg_weight, c.sg_bias, c.sg_table, labels, lr=0.05)
+                inp = h
+    for ref_c, fused_c in zip(stacks["ref"], stacks["fused"]):
+        for name in ("weight", "bias", "weight_grad", "sg_weight", "sg_bias", "sg_table"):
+            assert_close(getattr(fused_c, name), getattr(ref_c, name), name)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [dict(mode="sgd", num_classes=10, chain=True, chain_classes=3, noncontig=True),
+     dict(mode="grads", num_classes=None, bias=False, chain=True, activation="sigmoid"),
+     dict(mode="sgd", num_classes=1, sg_bias=False, activation="identity")],
+)  # fmt: skip
+def test_opcheck(cfg):
+    case = make_linear_step_case(5, 9, 7, **cfg)
+    torch.library.opcheck(torch.ops.dni.linear_step.default, case.op_args())
+
+
+def test_torch_compile_fullgraph():
+    case = make_linear_step_case(6, 10, 8, mode="sgd", num_classes=4, chain=True, chain_classes=4)
+    compiled = torch.compile(ops.linear_step, fullgraph=True)
+    check_against_reference(case, compiled, reference.linear_step, LINEAR_STEP_OUTPUTS)
+
+
+# --- bad input: a clear error naming the argument, nothing written -------------------
+
+
+def _bad_inputs():
+    def set_(field, value):
+        return lambda c: setattr(c, field, value(c))
+
+    nan = float("nan")
+    yield "x", set_("x", lambda c: c.x[:, :-1])
+    yield "weight", set_("weight", lambda c: c.weight.double())
+    yield "weight", set_("weight", lambda c: c.weight.t().contiguous().t())  # non-contiguous
+    yield "bias", set_("bias", lambda c: c.bias[:-1])
+    yield "sg_weight", set_("sg_weight", lambda c: c.sg_weight[:, :-1])
+    yield "labels", set_("labels", lambda c: torch.full_like(c.labels, 10))  # K = 10
+    yield "labels", set_("labels", lambda c: c.labels - 11)
+    yield "labels", set_("labels", lambda c: c.labels.int())
+    yield "lr", set_("lr", lambda c: -0.1)
+    yield "lr", set_("lr", lambda c: nan)
+    yield "sg_scale", set_("sg_scale", lambda c: nan)
+    yield "activation", set_("activation", lambda c: "gelu")
+    yield "bias_grad", set_("bias_grad", lambda c: None)
+    yield "prev_h", lambda c: setattr(c.prev, "h", c.prev.h[:-1])
+    yield "prev_labels", lambda c: setattr(c.prev, "labels", c.prev.labels + 3)
+    yield "prev_lr", lambda c: setattr(c.prev, "lr", -1.0)
+
+
+@pytest.mark.parametrize("arg,corrupt", list(_bad_inputs()), ids=lambda v: v if isinstance(v, str) else "")
+def test_bad_input_names_argument_and_writes_nothing(arg, corrupt):
+    mode = "grads" if arg == "bias_grad" else "sgd"
+    case = make_linear_step_case(6, 9, 7, num_classes=10, chain=True, chain_classes=3, mode=mode)
+    corrupt(case)
+    before = {k: v.clone() for k, v in case.mutable().items() if v is not None}
+    with pytest.raises((RuntimeError, ValueError), match=arg):
+        case.call(ops.linear_step)
+    for name, old in before.items():
+        new = case.mutable()[name]
+        assert torch.equal(new, old), f"{name} was modified by a refused call"
