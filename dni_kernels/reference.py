@@ -211,3 +211,188 @@ def linear_step(
             sg_table_grad=prev.sg_table_grad,
         )
     return h, sg_raw, grad_x, prev_loss
+
+
+# =====================================================================================
+# LSTM with bootstrapped boundary gradients (the RNN half of DNI, paper §2.2 and §3.1)
+# =====================================================================================
+#
+#   x [T, B, I] one window of T steps       h, c [B, H] state s = (h, c)
+#   W_ih [4H, I], W_hh [4H, H], b [4H]       gates in torch.nn.LSTM order (i, f, g, o)
+#
+#   z_t = x_t W_ihᵀ + h_{t−1} W_hhᵀ + b;   i, f, o = σ(z), g = tanh(z)
+#   c_t = f ⊙ c_{t−1} + i ⊙ g;             h_t = o ⊙ tanh(c_t)
+#
+# A sequence is cut into windows; the state is carried across windows, detached. At
+# the end of a window the SG model M (linear, on h or on (h, c): F = H or 2H) predicts
+#   ĝ_end = sg_scale · M(s_end) ≈ ∂(all future losses)/∂s_end,
+# BPTT over the window starts from ∂L/∂s_T = ĝ_end (the bootstrap; zero on the last
+# window of a sequence) plus the in-window loss gradients, and yields the parameter
+# gradients and δ_start = ∂L/∂s_0, the target that M(s_0) (the prediction the previous
+# window bootstrapped from) regresses: sg_loss = (1/B) Σ ‖M(s_0) − δ_start‖².
+# Optional aux task ("DNI + Aux"): a second linear head M_aux(s_0) predicts ĝ_end, the
+# SG T steps ahead: aux_loss = aux_loss_weight · (1/B) Σ ‖M_aux(s_0) − ĝ_end‖².
+# Both regressions give gradients to the heads only: their targets are constants.
+
+
+def lstm_cell(
+    x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Optional[Tensor] = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One LSTM step. Returns ``(h_t, c_t, gates)``, gates = the activated (i, f, g, o)."""
+    z = x @ w_ih.t() + h @ w_hh.t()
+    if bias is not None:
+        z = z + bias
+    zi, zf, zg, zo = z.chunk(4, dim=-1)
+    i, f, g, o = torch.sigmoid(zi), torch.sigmoid(zf), torch.tanh(zg), torch.sigmoid(zo)
+    c_new = f * c + i * g
+    h_new = o * torch.tanh(c_new)
+    return h_new, c_new, torch.cat([i, f, g, o], dim=-1)
+
+
+def lstm_window_forward(
+    x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Optional[Tensor] = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """T LSTM steps. Returns ``(hs, cs, gates)`` of shapes [T, B, H], [T, B, H], [T, B, 4H]."""
+    h, c = h0, c0
+    hs, cs, gates = [], [], []
+    for x_t in x:
+        h, c, g = lstm_cell(x_t, h, c, w_ih, w_hh, bias)
+        hs.append(h)
+        cs.append(c)
+        gates.append(g)
+    return torch.stack(hs), torch.stack(cs), torch.stack(gates)
+
+
+def lstm_window_backward(
+    grad_hs: Optional[Tensor],
+    grad_cs: Optional[Tensor],
+    grad_h_end: Optional[Tensor],
+    grad_c_end: Optional[Tensor],
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    hs: Tensor,
+    cs: Tensor,
+    gates: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """BPTT over one window, written out. Returns
+    ``(grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias)``.
+
+    ``grad_hs``/``grad_cs`` [T, B, H] are the in-window loss gradients (None = 0);
+    ``grad_h_end``/``grad_c_end`` [B, H] the boundary gradient at s_T (the bootstrap).
+    (grad_h0, grad_c0) is δ_start = ∂L/∂s_0.
+    """
+    steps, hidden = hs.shape[0], hs.shape[2]
+    dh = torch.zeros_like(h0) if grad_h_end is None else grad_h_end.clone()
+    dc = torch.zeros_like(c0) if grad_c_end is None else grad_c_end.clone()
+    dz = torch.empty_like(gates)
+    for t in reversed(range(steps)):
+        if grad_hs is not None:
+            dh = dh + grad_hs[t]
+        if grad_cs is not None:
+            dc = dc + grad_cs[t]
+        i, f, g, o = gates[t].split(hidden, dim=-1)
+        c_prev = c0 if t == 0 else cs[t - 1]
+        tanh_c = torch.tanh(cs[t])
+        dc = dc + dh * o * (1 - tanh_c * tanh_c)
+        dz[t] = torch.cat(
+            [dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g * g),
+             dh * tanh_c * o * (1 - o)], dim=-1)  # fmt: skip
+        dh = dz[t] @ w_hh
+        dc = dc * f
+    h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
+    dz_flat = dz.reshape(-1, dz.shape[-1])
+    grad_x = (dz_flat @ w_ih).reshape(x.shape)
+    grad_w_ih = dz_flat.t() @ x.reshape(-1, x.shape[-1])
+    grad_w_hh = dz_flat.t() @ h_prev.reshape(-1, hidden)
+    return grad_x, dh, dc, grad_w_ih, grad_w_hh, dz_flat.sum(0)
+
+
+def lstm_sg_input(h: Tensor, c: Tensor, sg_reads_cell: bool) -> Tensor:
+    """What the SG model reads (and predicts the gradient of): h, or (h, c) as [.., 2H]."""
+    return torch.cat([h, c], dim=-1) if sg_reads_cell else h
+
+
+class LSTMDNIWindow(NamedTuple):
+    """Everything one bootstrapped window produces (see :func:`lstm_dni_window`)."""
+
+    hs: Tensor
+    cs: Tensor
+    sg_raw: Tensor  # [2, B, F]: M(s_0), M(s_T)
+    grad_x: Tensor
+    grad_h0: Tensor
+    grad_c0: Tensor
+    grad_w_ih: Tensor
+    grad_w_hh: Tensor
+    grad_bias: Tensor
+    grad_sg_weight: Tensor
+    grad_sg_bias: Optional[Tensor]
+    grad_aux_weight: Optional[Tensor]
+    grad_aux_bias: Optional[Tensor]
+    sg_loss: Tensor
+    aux_loss: Optional[Tensor]
+
+
+def _regression_grads(inp: Tensor, raw: Tensor, target: Tensor, weight: float):
+    """Gradients of weight·(1/B) Σ ‖raw − target‖² for a linear head raw = inp Aᵀ + a."""
+    batch = inp.shape[0]
+    e = raw - target
+    return (weight * (e * e).sum() / batch, weight * 2.0 / batch * (e.t() @ inp),
+            weight * 2.0 / batch * e.sum(0))  # fmt: skip
+
+
+@torch.no_grad()
+def lstm_dni_window(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    bias: Optional[Tensor],
+    sg_weight: Tensor,
+    sg_bias: Optional[Tensor] = None,
+    aux_weight: Optional[Tensor] = None,
+    aux_bias: Optional[Tensor] = None,
+    *,
+    grad_hs: Optional[Tensor],
+    grad_cs: Optional[Tensor] = None,
+    sg_scale: float = 0.1,
+    sg_reads_cell: bool = False,
+    bootstrap: bool = True,
+    aux_loss_weight: float = 1.0,
+    sg_override: Optional[Tensor] = None,
+) -> LSTMDNIWindow:
+    """One bootstrapped truncated-BPTT window: forward, SG at both boundaries, BPTT
+    from the in-window gradients ``grad_hs``/``grad_cs`` plus ĝ_end, δ_start, and the
+    gradients of the SG regression (and of the aux regression when ``aux_weight`` is
+    given). ``bootstrap=False`` marks a sequence's last window (ĝ_end = 0).
+
+    ``sg_override`` is a test-only oracle: it replaces ĝ_end [B, F], so with the true
+    future gradient the window's gradients are those of full BPTT.
+    """
+    hidden = h0.shape[1]
+    hs, cs, gates = lstm_window_forward(x, h0, c0, w_ih, w_hh, bias)
+    s_start = lstm_sg_input(h0, c0, sg_reads_cell)
+    s_end = lstm_sg_input(hs[-1], cs[-1], sg_reads_cell)
+    sg_raw = torch.stack([sg_predict(s_start, sg_weight, sg_bias), sg_predict(s_end, sg_weight, sg_bias)])
+    g_end = sg_scale * sg_raw[1] if sg_override is None else sg_override
+    if not bootstrap:
+        g_end = torch.zeros_like(g_end)
+    grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias = lstm_window_backward(
+        grad_hs, grad_cs, g_end[:, :hidden], g_end[:, hidden:] if sg_reads_cell else None,
+        x, h0, c0, w_ih, w_hh, hs, cs, gates,
+    )  # fmt: skip
+    delta_start = lstm_sg_input(grad_h0, grad_c0, sg_reads_cell)
+    sg_loss, grad_sg_weight, grad_sg_bias = _regression_grads(s_start, sg_raw[0], delta_start, 1.0)
+    aux_loss = grad_aux_weight = grad_aux_bias = None
+    if aux_weight is not None:
+        aux_raw = sg_predict(s_start, aux_weight, aux_bias)
+        aux_loss, grad_aux_weight, grad_aux_bias = _regression_grads(
+            s_start, aux_raw, sg_scale * sg_raw[1], aux_loss_weight)
+    return LSTMDNIWindow(
+        hs, cs, sg_raw, grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias,
+        grad_sg_weight, grad_sg_bias if sg_bias is not None else None,
+        grad_aux_weight, grad_aux_bias if aux_bias is not None else None, sg_loss, aux_loss,
+    )  # fmt: skip
