@@ -186,4 +186,29 @@ void check_linear_step(const Tensor& x, const Tensor& weight, const OptTensor& b
   check_labels(labels, sg_table, "labels", "sg_table", x.size(0), x, check_label_values);
 }
 
+std::optional<SgGroup> check_prev_group(
+    const Tensor& x, const Tensor& weight, const OptTensor& prev_h,
+    const OptTensor& prev_sg_raw, const OptTensor& prev_labels,
+    const OptTensor& prev_sg_weight, const OptTensor& prev_sg_bias,
+    const OptTensor& prev_sg_table, const OptTensor& prev_sg_weight_grad,
+    const OptTensor& prev_sg_bias_grad, const OptTensor& prev_sg_table_grad,
+    double prev_lr, const DtypePolicy& policy, bool check_label_values) {
+  const bool chained = prev_sg_weight.has_value();
+  TORCH_CHECK(chained == prev_h.has_value() && chained == prev_sg_raw.has_value(),
+              "dni: prev_h, prev_sg_raw and prev_sg_weight come together (the previous "
+              "layer's SG regression) or not at all");
+  if (!chained) return std::nullopt;
+  SgGroup prev{*prev_h,        *prev_sg_raw,        prev_labels,
+               *prev_sg_weight, prev_sg_bias,        prev_sg_table,
+               prev_sg_weight_grad, prev_sg_bias_grad, prev_sg_table_grad};
+  TORCH_CHECK(prev_h->sizes() == x.sizes(), "dni: prev_h must have x's shape ", x.sizes(),
+              " (the previous layer's output is this layer's input), got ",
+              prev_h->sizes());
+  check_sg_group(prev, "prev_", nullptr, prev_lr, policy, check_label_values);
+  TORCH_CHECK(prev_sg_weight->scalar_type() == weight.scalar_type(),
+              "dni: prev_sg_weight must have dtype ", weight.scalar_type(), ", got ",
+              prev_sg_weight->scalar_type());
+  return prev;
+}
+
 }  // namespace dni

@@ -2,13 +2,16 @@
 // TORCH_LIBRARY_IMPL(dni, CPU|CUDA, m); fake kernels and autograd live in Python
 // (dni_kernels/ops.py). Arguments an op updates in place carry (x!) and are not
 // returned.
-#include <Python.h>
 #include <torch/library.h>
 
+#include <regex>
 #include <string>
 
 // Importing dni_kernels._C loads this library, which runs the registrations below.
-// The module itself is empty: every entry point is a torch.ops.dni op.
+// The module itself is empty: every entry point is a torch.ops.dni op. (The CMake
+// build, a plain C++ library for C++ users, has no Python module.)
+#ifdef TORCH_EXTENSION_NAME
+#include <Python.h>
 extern "C" {
 PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1,
@@ -16,6 +19,7 @@ PyObject* PyInit__C(void) {
   return PyModule_Create(&module_def);
 }
 }
+#endif
 
 // Argument lists shared by an op and its Triton twin (`<op>_triton`, whose kernels
 // are registered from Python in dni_kernels/triton/), so both have one schema.
@@ -36,6 +40,12 @@ constexpr const char* kSgUpdateArgs =
     "Tensor(a!) sg_weight, Tensor(b!)? sg_bias, Tensor(c!)? sg_table, "
     "Tensor(d!)? sg_weight_grad, Tensor(e!)? sg_bias_grad, Tensor(f!)? sg_table_grad, "
     "float lr) -> Tensor loss";
+// An op's argument list with the alias marks "(a!)" dropped and "-> ()" returned:
+// the schema of its validation op, derived so the two can never drift apart.
+std::string validation_args(const char* args) {
+  std::string s = std::regex_replace(args, std::regex(R"(\([a-z]!\))"), "");
+  return s.substr(0, s.find("->")) + "-> ()";
+}
 }  // namespace
 
 TORCH_LIBRARY(dni, m) {
@@ -49,4 +59,25 @@ TORCH_LIBRARY(dni, m) {
   // SG regression toward a target (see dni_kernels/reference.py::sg_update).
   def("sg_update", kSgUpdateArgs);
   def("sg_update_triton", kSgUpdateArgs);
+  // Validation only (csrc/validate.cpp): the shared checks of csrc/checks.cpp, for
+  // kernels launched from Python (Triton). Same arguments, nothing mutated or returned.
+  def("_check_linear_step", validation_args(kLinearStepArgs).c_str());
+  def("_check_sg_update", validation_args(kSgUpdateArgs).c_str());
+  // LSTM window (see dni_kernels/reference.py, LSTM section): T steps forward, saving
+  // the activated gates; BPTT from in-window and boundary gradients to δ_start and
+  // the weight gradients; the bootstrapped window whose autograd (dni_kernels/ops.py)
+  // injects the SG at s_T and regresses the SG (and aux) heads at s_0.
+  def("lstm_window_forward",
+      "(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? bias) "
+      "-> (Tensor hs, Tensor cs, Tensor gates)");
+  def("lstm_window_backward",
+      "(Tensor? grad_hs, Tensor? grad_cs, Tensor? grad_h_end, Tensor? grad_c_end, "
+      "Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, "
+      "Tensor hs, Tensor cs, Tensor gates) -> (Tensor grad_x, Tensor grad_h0, "
+      "Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_bias)");
+  def("lstm_dni_window",
+      "(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? bias, "
+      "Tensor sg_weight, Tensor? sg_bias, Tensor? aux_weight, Tensor? aux_bias, "
+      "float sg_scale, bool sg_reads_cell, bool bootstrap, float aux_loss_weight) "
+      "-> (Tensor hs, Tensor cs, Tensor gates, Tensor sg_raw)");
 }

@@ -73,23 +73,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cpu(
   const Activation act = parse_activation(std::string(activation));
   check_linear_step(x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias, sg_table,
                     labels, sg_scale, lr, policy, /*check_label_values=*/true);
-  const bool chained = prev_sg_weight.has_value();
-  TORCH_CHECK(chained == prev_h.has_value() && chained == prev_sg_raw.has_value(),
-              "dni: prev_h, prev_sg_raw and prev_sg_weight come together (the previous "
-              "layer's SG regression) or not at all");
-  std::optional<SgGroup> prev;
-  if (chained) {
-    prev.emplace(SgGroup{*prev_h, *prev_sg_raw, prev_labels, *prev_sg_weight, prev_sg_bias,
-                         prev_sg_table, prev_sg_weight_grad, prev_sg_bias_grad,
-                         prev_sg_table_grad});
-    TORCH_CHECK(prev_h->sizes() == x.sizes(), "dni: prev_h must have x's shape ",
-                x.sizes(), " (the previous layer's output is this layer's input), got ",
-                prev_h->sizes());
-    check_sg_group(*prev, "prev_", nullptr, prev_lr, policy, /*check_label_values=*/true);
-    TORCH_CHECK(prev_sg_weight->scalar_type() == weight.scalar_type(),
-                "dni: prev_sg_weight must have dtype ", weight.scalar_type(), ", got ",
-                prev_sg_weight->scalar_type());
-  }
+  const std::optional<SgGroup> prev = check_prev_group(
+      x, weight, prev_h, prev_sg_raw, prev_labels, prev_sg_weight, prev_sg_bias,
+      prev_sg_table, prev_sg_weight_grad, prev_sg_bias_grad, prev_sg_table_grad, prev_lr,
+      policy, /*check_label_values=*/true);
+  const bool chained = prev.has_value();
   TORCH_CHECK(x.device().is_cpu(), "dni: linear_step CPU kernel got x on ", x.device());
 
   const int64_t batch = x.size(0), in = x.size(1), out = weight.size(0);
