@@ -1,0 +1,187 @@
+"""Pieces shared by the Triton kernels: per-element math (the twin of
+csrc/include/dni/math.h), the strided GEMM loop, the last-program hand-off of the
+single-launch kernels, and the host-side launch policy (device, dtype, path, blocks).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+ACTIVATION_IDS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+PATHS = ("auto", "single", "multi")
+DOT_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+
+# The single-launch kernels keep a [rows, out_features] tile of h, ĝ and g in
+# registers, so out_features is bounded; above it only the tiled path runs.
+SINGLE_MAX_FEATURES = 128
+# "auto" takes the single launch while the partial weight gradients that its programs
+# add atomically stay small (programs × gradient elements); beyond that the tiled
+# GEMMs, which write each gradient element once, win. Heuristic, not GPU-tuned.
+SINGLE_MAX_ATOMIC_ELEMENTS = 1 << 20
+
+
+@triton.jit
+def activation_forward(z, ACT: tl.constexpr):
+    """h = φ(z) in float32; ACT indexes ACTIVATION_IDS."""
+    if ACT == 1:
+        return tl.maximum(z, 0.0)
+    elif ACT == 2:
+        # tanh z = 1 − 2/(e^{2z} + 1): exact limits ±1 when e^{2z} over/underflows.
+        return 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
+    elif ACT == 3:
+        return 1.0 / (1.0 + tl.exp(-z))
+    else:
+        return z
+
+
+@triton.jit
+def activation_derivative(h, ACT: tl.constexpr):
+    """φ′(z) written through h = φ(z): the kernels keep only h, never z."""
+    if ACT == 1:
+        return tl.where(h > 0, 1.0, 0.0)
+    elif ACT == 2:
+        return 1.0 - h * h
+    elif ACT == 3:
+        return h * (1.0 - h)
+    else:
+        return tl.full(h.shape, 1.0, tl.float32)
+
+
+@triton.jit
+def update_tile(p_ptr, offs, mask, d, step):
+    """p ← p − step·d in float32, stored back in p's dtype. "grads" mode passes the
+    .grad buffer as p and step = −1 (p ← p + d), so no kernel branches on the mode."""
+    p = tl.load(p_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    tl.store(p_ptr + offs, (p - step * d).to(p_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def update_flat(p_ptr, d_ptr, n, step, BLOCK: tl.constexpr):
+    """p ← p − step·d over n contiguous elements; d is a float32 workspace filled by
+    other programs' atomics, so it is read through L2 (.cg), never a stale L1 line."""
+    for start in range(0, n, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        mask = offs < n
+        d = tl.load(d_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
+        update_tile(p_ptr, offs, mask, d, step)
+
+
+@triton.jit
+def mma(a_ptr, s_am, s_ak, b_ptr, s_bk, s_bn, offs_m, offs_n, M, N, K,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        DOT_DTYPE: tl.constexpr):  # fmt: skip
+    """Σ_k a[m, k]·b[k, n] for the rows offs_m and columns offs_n, float32 accumulator.
+
+    Operands are addressed by strides, so transposes and non-contiguous inputs cost
+    nothing. Operands are cast to DOT_DTYPE (the activations' dtype: tensor cores for
+    half; IEEE fp32 for float32, matching PyTorch's non-TF32 matmul)."""
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    m_mask = offs_m < M
+    n_mask = offs_n < N
+    for k0 in range(0, K, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        k_mask = offs_k < K
+        a = tl.load(a_ptr + offs_m[:, None] * s_am + offs_k[None, :] * s_ak,
+                    mask=m_mask[:, None] & k_mask[None, :], other=0.0)  # fmt: skip
+        b = tl.load(b_ptr + offs_k[:, None] * s_bk + offs_n[None, :] * s_bn,
+                    mask=k_mask[:, None] & n_mask[None, :], other=0.0)  # fmt: skip
+        acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision="ieee")
+    return acc
+
+
+@triton.jit
+def gather_labels(y_ptr, s_y, rows, row_mask, K):
+    """Labels of `rows` and whether each indexes one of the K table rows. On CUDA the
+    range is not checked on the host (that would sync): out-of-range labels fail the
+    device assert (enabled with TRITON_DEBUG=1) and are otherwise ignored, never
+    read or written out of bounds."""
+    y = tl.load(y_ptr + rows * s_y, mask=row_mask, other=0)
+    in_range = (y >= 0) & (y < K)
+    tl.device_assert(in_range | ~row_mask, "dni: labels out of range of the class table")
+    return y, row_mask & in_range
+
+
+@triton.jit
+def is_last_program(counter_ptr):
+    """True in exactly one program: the last to arrive, once all others are done.
+
+    The barrier makes every thread of this program finish its workspace atomics and
+    its reads of the weights before one thread bumps the counter; the counter atomic
+    is acq_rel, so its release publishes this program's writes and, in the last
+    program, its acquire makes everyone's writes visible. The second barrier orders
+    the other threads of the last program after that acquire."""
+    tl.debug_barrier()
+    arrived = tl.atomic_add(counter_ptr, 1, sem="acq_rel", scope="gpu")
+    tl.debug_barrier()
+    return arrived == tl.num_programs(0) - 1
+
+
+# ---------------------------------------------------------------------------------
+# Host side
+# ---------------------------------------------------------------------------------
+
+
+def pow2(n: int, lo: int = 16, hi: Optional[int] = None) -> int:
+    """Block size for a dimension of n: a power of two ≥ 16 (tl.dot's minimum)."""
+    b = max(lo, triton.next_power_of_2(max(n, 1)))
+    return min(b, hi) if hi is not None else b
+
+
+def check_device_and_dtype(x: torch.Tensor) -> None:
+    """After the shared checks: Triton runs CUDA tensors, and CPU tensors only in its
+    interpreter; activations float32/float16/bfloat16 (float64 has no fast path)."""
+    if x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError(
+            "dni: the Triton kernels run on CUDA tensors; CPU tensors only under "
+            "TRITON_INTERPRET=1 (set before importing dni_kernels.triton). Use "
+            "backend='auto' for the C++ CPU kernels."
+        )
+    if x.device.type not in ("cpu", "cuda"):
+        raise RuntimeError(f"dni: the Triton kernels run on CUDA tensors, got {x.device}")
+    if x.dtype not in DOT_DTYPES:
+        raise TypeError(
+            f"dni: the Triton kernels take float32, float16 or bfloat16 activations, got "
+            f"{x.dtype}; use backend='auto' (C++) for float64"
+        )
+
+
+def choose_path(path: Optional[str], features: int, atomic_elements: int) -> str:
+    """'single' or 'multi' from the `path` argument, else $DNI_TRITON_PATH, else auto:
+    single launch while `features` (the widest row tile) fits in registers and the
+    atomically reduced partial gradients stay under SINGLE_MAX_ATOMIC_ELEMENTS."""
+    path = path or os.environ.get("DNI_TRITON_PATH") or "auto"
+    if path not in PATHS:
+        raise ValueError(f"dni: path must be one of {PATHS}, got {path!r}")
+    fits = features <= SINGLE_MAX_FEATURES
+    if path == "single" and not fits:
+        raise ValueError(
+            f"dni: path='single' holds {features} features per row in registers; it "
+            f"supports at most {SINGLE_MAX_FEATURES}, use path='multi'"
+        )
+    if path == "auto":
+        return "single" if fits and atomic_elements <= SINGLE_MAX_ATOMIC_ELEMENTS else "multi"
+    return path
+
+
+def rows_per_program(batch: int) -> int:
+    """Batch rows per program of a single-launch kernel: few programs for a small
+    batch (less atomic traffic), 32 rows beyond to bound the register tile."""
+    return 16 if batch <= 64 else 32
+
+
+def single_workspace(n_float: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One zero-filled allocation: an int32 arrival counter and n_float float32 slots
+    (16-byte aligned) for the atomically reduced partial gradients."""
+    buf = torch.zeros(4 + n_float, dtype=torch.int32, device=device)
+    return buf[:1], buf[4:].view(torch.float32)
+
+
+def or_dummy(t: Optional[torch.Tensor], dummy: torch.Tensor) -> torch.Tensor:
+    """Absent optional tensors are passed as a dummy pointer that a constexpr flag
+    keeps the kernel from touching."""
+    return t if t is not None else dummy
