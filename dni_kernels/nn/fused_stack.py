@@ -95,6 +95,9 @@ def fused_stack(layers: Sequence, x: Tensor, labels: Optional[Tensor], loss_sink
     """One decoupled training step of `layers` (DNILinear, fusable, same update mode
     and backend); returns the top layer's output behind the autograd node above."""
     first = layers[0]
+    if labels is None and any(layer.synthesizer.table is not None for layer in layers):
+        raise ValueError("labels: a DNILinear is conditioned on classes (cDNI); call the "
+                         "model with labels=<int64 tensor [batch]> in training")
     spec = StackSpec(
         activations=tuple(layer.activation for layer in layers),
         sg_scales=tuple(layer.sg_scale for layer in layers),

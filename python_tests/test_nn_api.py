@@ -1,0 +1,159 @@
+"""The DNI modules as a user meets them: serialisation, .to(), torch.compile, the
+generic BackwardInterface and DNIConv2d, eval mode, and clear errors."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dni_kernels.nn import (BackwardInterface, ConvSynthesizer, DNIConv2d, DNILinear,
+                            DNISequential, LinearSynthesizer, MLPSynthesizer)  # fmt: skip
+from nn_helpers import BATCH, CLASSES, HIDDEN, IN, batches, make_mlp, params, step
+from tolerances import assert_close
+
+
+def _train(model, n=3, seed=0, **opt_kw):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, **opt_kw)
+    for x, y in batches(n, seed=seed):
+        step(model, opt, x, y)
+
+
+def test_state_dict_round_trip_mlp_synthesizers_with_batchnorm():
+    def build():
+        return make_mlp(conditioned_on=CLASSES, synthesizer=MLPSynthesizer, batchnorm=True)
+
+    model = build()
+    _train(model)
+    clone = build()
+    clone.load_state_dict(model.state_dict())
+    _assert_params_and_buffers_equal(model, clone)
+    _train(model, seed=1)  # the same next steps from the restored state
+    _train(clone, seed=1)
+    _assert_params_and_buffers_equal(model, clone)
+
+
+def _assert_params_and_buffers_equal(a, b):
+    sd_b = b.state_dict()
+    for name, t in a.state_dict().items():
+        assert torch.equal(t, sd_b[name]), name
+
+
+def test_to_float64_trains_on_fused_path_like_reference():
+    fused = make_mlp().to(torch.float64)
+    ref = make_mlp(fused=False).to(dtype=torch.float64)
+    ref.load_state_dict(fused.state_dict())
+    assert all(p.dtype == torch.float64 for p in fused.parameters())
+    for model in (fused, ref):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x, y in batches(2, torch.float64):
+            step(model, opt, x, y)
+    for name, p in params(fused).items():
+        assert_close(p, params(ref)[name], name)
+
+
+@pytest.mark.parametrize("update", ["grads", "sgd"])
+def test_torch_compile_fullgraph_training_step(update):
+    kw = dict(update="sgd", lr=0.1, lr_sg=0.5) if update == "sgd" else {}
+    eager = make_mlp(conditioned_on=CLASSES, **kw)
+    compiled_model = copy.deepcopy(eager)
+    compiled = torch.compile(compiled_model, fullgraph=True)  # fails on any graph break
+    for model, fn in ((eager, eager), (compiled_model, compiled)):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x, y in batches(2):
+            opt.zero_grad()
+            F.cross_entropy(fn(x, labels=y), y).backward()
+            opt.step()
+    init = params(make_mlp(conditioned_on=CLASSES, **kw))
+    after = params(compiled_model)
+    for name, p in params(eager).items():
+        assert_close(after[name], p, name)
+    assert (after["layers.0.weight"] - init["layers.0.weight"]).abs().max() > 1e-4
+
+
+def test_backward_interface_after_any_module_matches_fused_layer():
+    """nn.Linear → ReLU → BackwardInterface(LinearSynthesizer) is a DNILinear: the
+    generic reference path and the fused op must give the same gradients."""
+    torch.manual_seed(0)
+    layer = DNILinear(IN, HIDDEN[0], conditioned_on=CLASSES)
+    with torch.no_grad():
+        for p in layer.synthesizer.parameters():
+            p.normal_(0, 0.1)
+    linear = nn.Linear(IN, HIDDEN[0])
+    linear.load_state_dict({"weight": layer.weight, "bias": layer.bias})
+    interface = BackwardInterface(copy.deepcopy(layer.synthesizer))
+    head = nn.Linear(HIDDEN[0], CLASSES)
+    x, y = batches(1)[0]
+    x_fused, x_generic = x.clone().requires_grad_(), x.clone().requires_grad_()
+    F.cross_entropy(head(layer(x_fused, labels=y)), y).backward()
+    F.cross_entropy(head(interface(torch.relu(linear(x_generic)), labels=y)), y).backward()
+    assert_close(x_fused.grad, x_generic.grad, "grad_x (lower SG target)")
+    assert_close(layer.weight.grad, linear.weight.grad, "weight.grad")
+    for (name, p), q in zip(layer.synthesizer.named_parameters(), interface.synthesizer.parameters()):
+        assert_close(p.grad, q.grad, name + ".grad")
+    assert_close(layer.sg_loss, interface.sg_loss, "sg_loss")
+
+
+def test_dni_conv2d_gradients_follow_the_definition():
+    """Conv layer grads = autograd with grad_output ĝ; SG grads = ∇(1/B)‖ĝ − δ‖²."""
+    torch.manual_seed(0)
+    conv = DNIConv2d(2, 3, 3, padding=1, conditioned_on=CLASSES)
+    with torch.no_grad():
+        conv.synthesizer.out.weight.normal_(0, 0.1)
+    head = nn.Sequential(nn.Flatten(), nn.Linear(3 * 5 * 5, CLASSES))
+    x = torch.randn(BATCH, 2, 5, 5)
+    y = torch.randint(0, CLASSES, (BATCH,))
+    reference = copy.deepcopy(conv)
+    F.cross_entropy(head(conv(x, labels=y)), y).backward()
+
+    h = reference.forward_plain(x)
+    h_out = h.detach().requires_grad_()
+    delta = torch.autograd.grad(F.cross_entropy(head(h_out), y), h_out)[0]
+    sg = reference.synthesizer(h.detach(), y)
+    h.backward(sg.detach())
+    ((sg - delta) ** 2).sum().div(BATCH).backward()
+    for (name, p), q in zip(conv.named_parameters(), reference.parameters()):
+        assert_close(p.grad, q.grad, name + ".grad")
+
+
+def test_eval_mode_is_the_ordinary_layer():
+    model = make_mlp(conditioned_on=CLASSES).eval()
+    x, _ = batches(1)[0]
+    h = x
+    for layer in model.layers:
+        h = torch.relu(F.linear(h, layer.weight, layer.bias))
+    assert_close(model(x), model.head(h), "eval forward")
+    model(x).sum().backward()  # eval mode: plain backprop through every layer
+    assert model.layers[0].weight.grad.abs().max() > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(activation="gelu"), "activation"),
+        (dict(update="adam"), "update"),
+        (dict(update="sgd", lr=0.1), "lr_sg"),
+        (dict(synthesizer=MLPSynthesizer(4), fused=True), "fused"),
+        (dict(synthesizer=MLPSynthesizer(4), update="sgd", lr=0.1, lr_sg=0.1), "update='sgd'"),
+        (dict(synthesizer=LinearSynthesizer(4), conditioned_on=3), "conditioned_on"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DNILinear(3, 4, **kwargs)
+
+
+def test_missing_labels_for_cdni_is_a_clear_error():
+    model = make_mlp(conditioned_on=CLASSES)
+    x, _ = batches(1)[0]
+    with pytest.raises(ValueError, match="labels"):
+        ConvSynthesizer(3, num_classes=2)(torch.randn(1, 3, 2, 2))
+    with pytest.raises(ValueError, match="labels"):
+        model(x)
+
+
+def test_mixed_update_modes_rejected():
+    with pytest.raises(ValueError, match="layers"):
+        DNISequential(DNILinear(3, 4), DNILinear(4, 4, update="sgd", lr=0.1, lr_sg=0.1),
+                      head=nn.Linear(4, 2))  # fmt: skip
