@@ -231,7 +231,8 @@ def linear_step(
 # gradients and δ_start = ∂L/∂s_0, the target that M(s_0) (the prediction the previous
 # window bootstrapped from) regresses: sg_loss = (1/B) Σ ‖M(s_0) − δ_start‖².
 # Optional aux task ("DNI + Aux"): a second linear head M_aux(s_0) predicts ĝ_end, the
-# SG T steps ahead: aux_loss = aux_loss_weight · (1/B) Σ ‖M_aux(s_0) − ĝ_end‖².
+# SG T steps ahead (the one the window bootstraps from, zero on a last window):
+#   aux_loss = aux_loss_weight · (1/B) Σ ‖M_aux(s_0) − ĝ_end‖².
 # Both regressions give gradients to the heads only: their targets are constants.
 
 
@@ -378,7 +379,7 @@ def lstm_dni_window(
     s_end = lstm_sg_input(hs[-1], cs[-1], sg_reads_cell)
     sg_raw = torch.stack([sg_predict(s_start, sg_weight, sg_bias), sg_predict(s_end, sg_weight, sg_bias)])
     g_end = sg_scale * sg_raw[1] if sg_override is None else sg_override
-    if not bootstrap:
+    if not bootstrap:  # the sequence ends here: no future losses
         g_end = torch.zeros_like(g_end)
     grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias = lstm_window_backward(
         grad_hs, grad_cs, g_end[:, :hidden], g_end[:, hidden:] if sg_reads_cell else None,
@@ -390,7 +391,7 @@ def lstm_dni_window(
     if aux_weight is not None:
         aux_raw = sg_predict(s_start, aux_weight, aux_bias)
         aux_loss, grad_aux_weight, grad_aux_bias = _regression_grads(
-            s_start, aux_raw, sg_scale * sg_raw[1], aux_loss_weight)
+            s_start, aux_raw, g_end, aux_loss_weight)
     return LSTMDNIWindow(
         hs, cs, sg_raw, grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias,
         grad_sg_weight, grad_sg_bias if sg_bias is not None else None,

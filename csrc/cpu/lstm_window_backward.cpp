@@ -1,0 +1,107 @@
+// BPTT over one LSTM window on CPU (dni_kernels/reference.py::lstm_window_backward).
+//
+// Per step (t = T−1 … 0): dh_t = grad_hs[t] + dz_{t+1} W_hh as one GEMM with the
+// in-window gradient as its addend, then one parallel loop for all gate math that
+// writes dz_t into a [T, B, 4H] buffer and carries dc. The parameter and input
+// gradients are then a few large GEMMs over the whole window, never per step.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <tuple>
+
+#include "dni/lstm_checks.h"
+#include "dni/lstm_math.h"
+#include "dni/static_switch.h"
+#include "lstm_cpu.h"
+
+namespace dni::cpu {
+namespace {
+
+// One step for all units: reads the activated gates, c_t, c_{t−1}, dh_t and the dc
+// carry (plus grad_cs[t] when kGradCs); writes dz_t and the new carry ∂L/∂c_{t−1}.
+template <typename scalar_t, bool kGradCs>
+void gate_math_backward(const scalar_t* gates, const scalar_t* c, const scalar_t* c_prev,
+                        const scalar_t* dh, const scalar_t* grad_c, scalar_t* dc_carry,
+                        scalar_t* dz, int64_t batch, int64_t hidden) {
+  at::parallel_for(0, batch, lstm_row_grain(hidden), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const scalar_t* a = gates + b * 4 * hidden;
+      scalar_t* d = dz + b * 4 * hidden;
+      const int64_t row = b * hidden;
+      for (int64_t j = 0; j < hidden; ++j) {
+        const LstmGates<scalar_t> g{a[j], a[hidden + j], a[2 * hidden + j],
+                                    a[3 * hidden + j]};
+        scalar_t dc = dc_carry[row + j];
+        if constexpr (kGradCs) dc += grad_c[row + j];
+        dc_carry[row + j] =
+            lstm_unit_backward(g, c[row + j], c_prev[row + j], dh[row + j], dc, d[j],
+                               d[hidden + j], d[2 * hidden + j], d[3 * hidden + j]);
+      }
+    }
+  });
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_cpu(
+    const OptTensor& grad_hs, const OptTensor& grad_cs, const OptTensor& grad_h_end,
+    const OptTensor& grad_c_end, const Tensor& x, const Tensor& h0, const Tensor& c0,
+    const Tensor& w_ih, const Tensor& w_hh, const Tensor& hs, const Tensor& cs,
+    const Tensor& gates) {
+  check_lstm_window_backward(grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_ih,
+                             w_hh, hs, cs, gates);
+  TORCH_CHECK(x.device().is_cpu(), "dni: lstm_window_backward CPU kernel got x on ",
+              x.device());
+  const int64_t steps = x.size(0), batch = x.size(1), in = x.size(2), hidden = h0.size(1);
+  auto opts = x.options();
+  Tensor dz = at::empty({steps, batch, 4 * hidden}, opts);
+  // dh_{T−1} = grad_hs[T−1] + grad_h_end; the carry dc starts at grad_c_end.
+  Tensor dh = grad_h_end.has_value() ? grad_h_end->clone(at::MemoryFormat::Contiguous)
+                                     : at::zeros({batch, hidden}, opts);
+  if (grad_hs.has_value()) dh.add_(grad_hs->select(0, steps - 1));
+  Tensor dc_carry = grad_c_end.has_value()
+                        ? grad_c_end->clone(at::MemoryFormat::Contiguous)
+                        : at::zeros({batch, hidden}, opts);
+  const Tensor grad_cs_contig = grad_cs.has_value() ? grad_cs->contiguous() : Tensor();
+  const Tensor c0_contig = c0.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dni_lstm_window_backward_cpu", [&] {
+    DNI_BOOL_SWITCH(grad_cs.has_value(), kGradCs, [&] {
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        if (t < steps - 1) {
+          if (grad_hs.has_value()) {
+            at::addmm_out(dh, grad_hs->select(0, t), dz.select(0, t + 1), w_hh);
+          } else {
+            at::mm_out(dh, dz.select(0, t + 1), w_hh);
+          }
+        }
+        const scalar_t* c_prev = t == 0 ? c0_contig.data_ptr<scalar_t>()
+                                        : cs.select(0, t - 1).data_ptr<scalar_t>();
+        gate_math_backward<scalar_t, kGradCs>(
+            gates.select(0, t).data_ptr<scalar_t>(), cs.select(0, t).data_ptr<scalar_t>(),
+            c_prev, dh.data_ptr<scalar_t>(),
+            kGradCs ? grad_cs_contig.select(0, t).data_ptr<scalar_t>() : nullptr,
+            dc_carry.data_ptr<scalar_t>(), dz.select(0, t).data_ptr<scalar_t>(), batch,
+            hidden);
+      }
+    });
+  });
+  // δ_start = (dz_0 W_hh, dc carried past step 0).
+  Tensor grad_h0 = at::mm(dz.select(0, 0), w_hh);
+  // Whole-window GEMMs: Σ_t over T·B rows at once.
+  Tensor dz_flat = dz.view({steps * batch, 4 * hidden});
+  Tensor grad_x = at::mm(dz_flat, w_ih).view({steps, batch, in});
+  Tensor grad_w_ih = at::mm(dz_flat.t(), x.reshape({steps * batch, in}));
+  // h_{t−1} is h0 for t = 0 and hs[t−1] after: two GEMMs instead of a concatenation.
+  Tensor grad_w_hh = at::mm(dz.select(0, 0).t(), h0);
+  if (steps > 1) {
+    grad_w_hh.addmm_(dz.narrow(0, 1, steps - 1).reshape({(steps - 1) * batch, 4 * hidden}).t(),
+                     hs.narrow(0, 0, steps - 1).reshape({(steps - 1) * batch, hidden}));
+  }
+  Tensor grad_bias = dz_flat.sum(0);
+  return {grad_x, grad_h0, dc_carry, grad_w_ih, grad_w_hh, grad_bias};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dni, CPU, m) { m.impl("lstm_window_backward", &lstm_window_backward_cpu); }
+
+}  // namespace dni::cpu

@@ -1,0 +1,42 @@
+// Per-unit LSTM math (dni_kernels/reference.py::lstm_cell and lstm_window_backward),
+// shared by the CPU kernels and the CUDA kernels. Gates in torch.nn.LSTM order
+// (i, f, g, o); T is the accumulation type (float or double).
+#pragma once
+
+#include "dni/math.h"
+
+namespace dni {
+
+template <typename T>
+struct LstmGates {
+  T i, f, g, o;  // activated: σ, σ, tanh, σ
+};
+
+// z (pre-activations) and c_{t−1} in; activated gates, c_t and h_t out.
+template <typename T>
+DNI_HOST_DEVICE void lstm_unit_forward(T zi, T zf, T zg, T zo, T c_prev, LstmGates<T>& a,
+                                       T& c, T& h) {
+  a.i = activation_forward<Activation::kSigmoid>(zi);
+  a.f = activation_forward<Activation::kSigmoid>(zf);
+  a.g = activation_forward<Activation::kTanh>(zg);
+  a.o = activation_forward<Activation::kSigmoid>(zo);
+  c = a.f * c_prev + a.i * a.g;
+  h = a.o * tanh(c);
+}
+
+// One step of BPTT for one unit. dh = ∂L/∂h_t (all paths), dc = ∂L/∂c_t from above
+// (the next step's carry plus any direct loss gradient on c_t). Writes the gradients of
+// the pre-activations and returns ∂L/∂c_{t−1}. tanh(c_t) is recomputed, not stored.
+template <typename T>
+DNI_HOST_DEVICE T lstm_unit_backward(const LstmGates<T>& a, T c, T c_prev, T dh, T dc,
+                                     T& dzi, T& dzf, T& dzg, T& dzo) {
+  const T tanh_c = tanh(c);
+  dc += dh * a.o * activation_derivative<Activation::kTanh>(tanh_c);
+  dzi = dc * a.g * activation_derivative<Activation::kSigmoid>(a.i);
+  dzf = dc * c_prev * activation_derivative<Activation::kSigmoid>(a.f);
+  dzg = dc * a.i * activation_derivative<Activation::kTanh>(a.g);
+  dzo = dh * tanh_c * activation_derivative<Activation::kSigmoid>(a.o);
+  return dc * a.f;
+}
+
+}  // namespace dni
