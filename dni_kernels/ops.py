@@ -20,7 +20,8 @@ from torch import Tensor
 from ._extension import require_kernels
 from .reference import PrevSG
 
-__all__ = ["PrevSG", "linear_step", "sg_update", "BACKENDS"]
+__all__ = ["PrevSG", "linear_step", "sg_update", "BACKENDS",
+           "lstm_cell", "lstm_window_forward", "lstm_window_backward", "lstm_dni_window"]
 
 BACKENDS = ("auto", "cuda", "triton")
 
@@ -140,5 +141,188 @@ def _register_fakes() -> None:
 
 try:
     _register_fakes()
+except RuntimeError:  # the compiled library is missing: ops raise on use instead
+    pass
+
+
+# =================================================================================
+# LSTM windows (dni_kernels/reference.py, LSTM section). Unlike the training steps
+# above these are differentiable: autograd is registered below, and each backward is
+# made of custom ops (dni::lstm_window_backward, dni::sg_update), never raw kernels.
+# =================================================================================
+
+
+def lstm_window_forward(
+    x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Optional[Tensor] = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """T fused LSTM steps; see :func:`dni_kernels.reference.lstm_window_forward`.
+
+    Returns ``(hs, cs, gates)``; differentiable in hs and cs (gates are the saved
+    activations, not differentiable).
+    """
+    require_kernels(x.device)
+    return torch.ops.dni.lstm_window_forward(x, h0, c0, w_ih, w_hh, bias)
+
+
+def lstm_cell(
+    x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Optional[Tensor] = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One fused LSTM step (a window of one); see :func:`dni_kernels.reference.lstm_cell`."""
+    hs, cs, gates = lstm_window_forward(x.unsqueeze(0), h, c, w_ih, w_hh, bias)
+    return hs[0], cs[0], gates[0]
+
+
+def lstm_window_backward(
+    grad_hs: Optional[Tensor],
+    grad_cs: Optional[Tensor],
+    grad_h_end: Optional[Tensor],
+    grad_c_end: Optional[Tensor],
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    hs: Tensor,
+    cs: Tensor,
+    gates: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Fused BPTT over a window from in-window and boundary gradients; see
+    :func:`dni_kernels.reference.lstm_window_backward`. Returns ``(grad_x, grad_h0,
+    grad_c0, grad_w_ih, grad_w_hh, grad_bias)``; (grad_h0, grad_c0) is δ_start."""
+    require_kernels(x.device)
+    return torch.ops.dni.lstm_window_backward(
+        grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_ih, w_hh, hs, cs, gates)
+
+
+def lstm_dni_window(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    bias: Optional[Tensor],
+    sg_weight: Tensor,
+    sg_bias: Optional[Tensor] = None,
+    aux_weight: Optional[Tensor] = None,
+    aux_bias: Optional[Tensor] = None,
+    *,
+    sg_scale: float = 0.1,
+    sg_reads_cell: bool = False,
+    bootstrap: bool = True,
+    aux_loss_weight: float = 1.0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One bootstrapped window; see :func:`dni_kernels.reference.lstm_dni_window`.
+
+    Returns ``(hs, cs, sg_raw)`` with sg_raw = [M(s_0), M(s_T)(, M_aux(s_0))]. The
+    backward of any loss on hs/cs runs BPTT from that loss plus ĝ_end = sg_scale·M(s_T)
+    (zero with ``bootstrap=False``), returns δ_start as the gradient of (h0, c0), and
+    gives the SG (and aux) parameters the gradients of their regressions.
+    """
+    require_kernels(x.device)
+    hs, cs, _, sg_raw = torch.ops.dni.lstm_dni_window(
+        x, h0, c0, w_ih, w_hh, bias, sg_weight, sg_bias, aux_weight, aux_bias,
+        float(sg_scale), bool(sg_reads_cell), bool(bootstrap), float(aux_loss_weight))  # fmt: skip
+    return hs, cs, sg_raw
+
+
+def _sg_input(h: Tensor, c: Tensor, sg_reads_cell: bool) -> Tensor:
+    return torch.cat([h, c], dim=-1) if sg_reads_cell else h
+
+
+def _regression_grads(inp, raw, target, weight, bias, loss_weight):
+    """Gradients of loss_weight·(1/B) Σ ‖raw − target‖² for the head raw = inp Aᵀ + a,
+    by the fused dni::sg_update in "grads" mode into fresh buffers (it reads A, a
+    only for their shapes there)."""
+    grad_weight = torch.zeros_like(weight)
+    grad_bias = torch.zeros_like(bias) if bias is not None else None
+    torch.ops.dni.sg_update(inp, raw, target, None, weight, bias, None,
+                            grad_weight, grad_bias, None, 0.0)  # fmt: skip
+    if loss_weight != 1.0:
+        grad_weight = grad_weight * loss_weight
+        grad_bias = grad_bias * loss_weight if grad_bias is not None else None
+    return grad_weight, grad_bias
+
+
+def _register_lstm() -> None:
+    def _window_fake(x, h0, c0, w_ih, w_hh, bias):
+        torch._check(x.dim() == 3, lambda: "dni: x must be 3-D [steps, batch, input_size]")
+        torch._check(h0.dim() == 2 and h0.shape[0] == x.shape[1],
+                     lambda: "dni: h0 must be [batch, hidden_size]")  # fmt: skip
+        torch._check(w_hh.shape[0] == 4 * h0.shape[1],
+                     lambda: "dni: w_hh must be [4 * hidden_size, hidden_size]")  # fmt: skip
+        steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
+        hs = x.new_empty((steps, batch, hidden))
+        return hs, torch.empty_like(hs), x.new_empty((steps, batch, 4 * hidden))
+
+    def _backward_fake(grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_ih, w_hh,
+                       hs, cs, gates):  # fmt: skip
+        torch._check(gates.shape[-1] == w_ih.shape[0], lambda: "dni: gates must be [T, B, 4H]")
+        return (torch.empty_like(x), torch.empty_like(h0), torch.empty_like(c0),
+                torch.empty_like(w_ih), torch.empty_like(w_hh), w_ih.new_empty(w_ih.shape[0]))  # fmt: skip
+
+    def _dni_fake(x, h0, c0, w_ih, w_hh, bias, sg_weight, sg_bias, aux_weight, aux_bias,
+                  sg_scale, sg_reads_cell, bootstrap, aux_loss_weight):  # fmt: skip
+        feat = h0.shape[1] * (2 if sg_reads_cell else 1)
+        torch._check(tuple(sg_weight.shape) == (feat, feat),
+                     lambda: "dni: sg_weight must be [F, F] (F = H, or 2H reading (h, c))")  # fmt: skip
+        hs, cs, gates = _window_fake(x, h0, c0, w_ih, w_hh, bias)
+        rows = 3 if aux_weight is not None else 2
+        return hs, cs, gates, x.new_empty((rows, x.shape[1], feat))
+
+    torch.library.register_fake("dni::lstm_window_forward")(_window_fake)
+    torch.library.register_fake("dni::lstm_window_backward")(_backward_fake)
+    torch.library.register_fake("dni::lstm_dni_window")(_dni_fake)
+
+    def _window_setup(ctx, inputs, output):
+        x, h0, c0, w_ih, w_hh, bias = inputs
+        hs, cs, gates = output
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, hs, cs, gates)
+        ctx.has_bias = bias is not None
+        ctx.mark_non_differentiable(gates)
+
+    def _window_backward(ctx, grad_hs, grad_cs, _grad_gates):
+        grads = torch.ops.dni.lstm_window_backward(grad_hs, grad_cs, None, None, *ctx.saved_tensors)
+        return *grads[:5], (grads[5] if ctx.has_bias else None)
+
+    torch.library.register_autograd("dni::lstm_window_forward", _window_backward,
+                                    setup_context=_window_setup)  # fmt: skip
+
+    def _dni_setup(ctx, inputs, output):
+        (x, h0, c0, w_ih, w_hh, bias, sg_weight, sg_bias, aux_weight, aux_bias,
+         ctx.sg_scale, ctx.sg_reads_cell, ctx.bootstrap, ctx.aux_loss_weight) = inputs  # fmt: skip
+        hs, cs, gates, sg_raw = output
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, hs, cs, gates, sg_raw, sg_weight,
+                              sg_bias, aux_weight, aux_bias)  # fmt: skip
+        ctx.has_bias = bias is not None
+        ctx.mark_non_differentiable(gates, sg_raw)
+
+    def _dni_backward(ctx, grad_hs, grad_cs, _grad_gates, _grad_sg_raw):
+        (x, h0, c0, w_ih, w_hh, hs, cs, gates, sg_raw, sg_weight, sg_bias, aux_weight,
+         aux_bias) = ctx.saved_tensors  # fmt: skip
+        hidden, reads_cell = h0.shape[1], ctx.sg_reads_cell
+        # The bootstrap: BPTT starts from ĝ_end = sg_scale·M(s_T) at the window's end.
+        g_end = ctx.sg_scale * sg_raw[1] if ctx.bootstrap else torch.zeros_like(sg_raw[1])
+        grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias = (
+            torch.ops.dni.lstm_window_backward(
+                grad_hs, grad_cs, g_end[:, :hidden], g_end[:, hidden:] if reads_cell else None,
+                x, h0, c0, w_ih, w_hh, hs, cs, gates))  # fmt: skip
+        s_start = _sg_input(h0, c0, reads_cell)
+        sg_grads = aux_grads = (None, None)
+        if ctx.needs_input_grad[6] or ctx.needs_input_grad[7]:
+            delta_start = _sg_input(grad_h0, grad_c0, reads_cell)
+            sg_grads = _regression_grads(s_start, sg_raw[0], delta_start, sg_weight, sg_bias, 1.0)
+        if aux_weight is not None and (ctx.needs_input_grad[8] or ctx.needs_input_grad[9]):
+            aux_grads = _regression_grads(s_start, sg_raw[2], g_end, aux_weight, aux_bias,
+                                          ctx.aux_loss_weight)  # fmt: skip
+        return (grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh,
+                grad_bias if ctx.has_bias else None, *sg_grads, *aux_grads,
+                None, None, None, None)  # fmt: skip
+
+    torch.library.register_autograd("dni::lstm_dni_window", _dni_backward,
+                                    setup_context=_dni_setup)  # fmt: skip
+
+
+try:
+    _register_lstm()
 except RuntimeError:  # the compiled library is missing: ops raise on use instead
     pass
