@@ -1,0 +1,302 @@
+"""The LSTM window ops (dni::lstm_window_forward/_backward, dni::lstm_dni_window) on
+CPU vs dni_kernels/reference.py and torch.nn.LSTM, plus the oracle exactness of the
+bootstrap: with the true future gradient at every boundary, windowed BPTT is full BPTT.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dni_kernels import ops, reference
+from tolerances import assert_close, tol
+
+# (T, B, I, H): batch 1, sizes that are not multiples of 16, one long window.
+SHAPES = [(1, 1, 3, 5), (7, 3, 10, 17), (4, 5, 16, 33), (64, 2, 3, 7)]
+DTYPES = [torch.float32, torch.float64]
+
+
+def make_window(steps, batch, inp, hidden, *, dtype=torch.float64, bias=True,
+                noncontig=False, seed=0):  # fmt: skip
+    """x, h0, c0, w_ih, w_hh, bias; with `noncontig`, x and h0 are strided views."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
+
+    x = r(steps, batch, 2 * inp)[..., ::2] if noncontig else r(steps, batch, inp)
+    h0 = r(batch, 2 * hidden, scale=0.5)[:, 1::2] if noncontig else r(batch, hidden, scale=0.5)
+    c0 = r(batch, hidden, scale=0.5)
+    k = hidden**-0.5
+    return (x, h0, c0, r(4 * hidden, inp, scale=k), r(4 * hidden, hidden, scale=k),
+            r(4 * hidden, scale=0.1) if bias else None)  # fmt: skip
+
+
+def nn_lstm_like(w_ih, w_hh, bias):
+    """torch.nn.LSTM with the given weights (the bias goes into b_ih, b_hh = 0)."""
+    lstm = torch.nn.LSTM(w_ih.shape[1], w_hh.shape[1], bias=bias is not None, dtype=w_ih.dtype)
+    with torch.no_grad():
+        lstm.weight_ih_l0.copy_(w_ih)
+        lstm.weight_hh_l0.copy_(w_hh)
+        if bias is not None:
+            lstm.bias_ih_l0.copy_(bias)
+            lstm.bias_hh_l0.zero_()
+    return lstm
+
+
+def _close_all(got, expected, names):
+    for g, e, n in zip(got, expected, names):
+        assert_close(g, e, n)
+
+
+GRAD_NAMES = ("grad_x", "grad_h0", "grad_c0", "grad_w_ih", "grad_w_hh", "grad_bias")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("bias,noncontig", [(True, False), (False, True)])
+def test_window_matches_reference(shape, dtype, bias, noncontig):
+    w = make_window(*shape, dtype=dtype, bias=bias, noncontig=noncontig)
+    got = ops.lstm_window_forward(*w)
+    expected = reference.lstm_window_forward(*w)
+    _close_all(got, expected, ("hs", "cs", "gates"))
+    gen = torch.Generator().manual_seed(1)
+    steps, batch, _, hidden = shape
+    grads = [torch.randn(*s, generator=gen, dtype=torch.float64).to(dtype)
+             for s in ((steps, batch, hidden),) * 2 + ((batch, hidden),) * 2]  # fmt: skip
+    # Every combination of present and absent gradients goes through one path each.
+    for mask in ((1, 1, 1, 1), (1, 0, 0, 0), (0, 1, 1, 0), (0, 0, 0, 1)):
+        g = [t if m else None for t, m in zip(grads, mask)]
+        got_b = ops.lstm_window_backward(*g, *w[:5], *got)
+        exp_b = reference.lstm_window_backward(*g, *w[:5], *expected)
+        _close_all(got_b, exp_b, [f"{n}{mask}" for n in GRAD_NAMES])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 3, 5), (9, 4, 11, 19)])
+def test_window_matches_nn_lstm(shape, dtype):
+    """Forward and autograd backward (a loss on hs and on the final c) vs nn.LSTM."""
+    x, h0, c0, w_ih, w_hh, b = make_window(*shape, dtype=dtype)
+    lstm = nn_lstm_like(w_ih, w_hh, b)
+    ins = [t.clone().requires_grad_() for t in (x, h0, c0, w_ih, w_hh, b)]
+    target = torch.randn(shape[0], shape[1], shape[3], dtype=dtype)
+    hs, cs, _ = ops.lstm_window_forward(*ins)
+    ((hs - target) ** 2).sum().add(cs[-1].sum()).backward()
+    x2, h2, c2 = (t.clone().requires_grad_() for t in (x, h0, c0))
+    out, (_, c_n) = lstm(x2, (h2[None], c2[None]))
+    ((out - target) ** 2).sum().add(c_n.sum()).backward()
+    assert_close(hs, out, "hs")
+    expected = [x2.grad, h2.grad, c2.grad, lstm.weight_ih_l0.grad, lstm.weight_hh_l0.grad,
+                lstm.bias_hh_l0.grad]  # fmt: skip
+    _close_all([t.grad for t in ins], expected, GRAD_NAMES)
+    assert_close(lstm.bias_ih_l0.grad, lstm.bias_hh_l0.grad, "nn.LSTM's two bias grads")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cell_matches_reference_and_nn_lstm_cell(dtype):
+    x, h, c, w_ih, w_hh, b = make_window(1, 3, 6, 13, dtype=dtype, noncontig=True)
+    x = x[0]
+    ins = [t.clone().requires_grad_() for t in (x, h, c, w_ih, w_hh, b)]
+    ref = [t.clone().requires_grad_() for t in (x, h, c, w_ih, w_hh, b)]
+    got = ops.lstm_cell(*ins)
+    expected = reference.lstm_cell(*ref)
+    _close_all(got, expected, ("h", "c", "gates"))
+    cell = torch.nn.LSTMCell(6, 13, dtype=dtype)
+    with torch.no_grad():
+        cell.weight_ih.copy_(w_ih), cell.weight_hh.copy_(w_hh), cell.bias_ih.copy_(b), cell.bias_hh.zero_()
+    h_nn, c_nn = cell(x, (h, c))
+    _close_all(got[:2], (h_nn, c_nn), ("h vs LSTMCell", "c vs LSTMCell"))
+    gen = torch.Generator().manual_seed(3)
+    gh, gc = (torch.randn(3, 13, generator=gen, dtype=torch.float64).to(dtype) for _ in range(2))
+    torch.autograd.backward(got[:2], (gh, gc))
+    torch.autograd.backward(expected[:2], (gh, gc))
+    _close_all([t.grad for t in ins], [t.grad for t in ref], GRAD_NAMES)
+
+
+def test_gradcheck_float64():
+    w = [t.requires_grad_() for t in make_window(4, 2, 3, 5, noncontig=True)]
+    assert torch.autograd.gradcheck(lambda *a: ops.lstm_window_forward(*a)[:2], w)
+    assert torch.autograd.gradcheck(lambda *a: ops.lstm_cell(a[0][0], *a[1:])[:2], w)
+    no_bias = w[:5] + [None]
+    assert torch.autograd.gradcheck(lambda *a: ops.lstm_window_forward(*a, None)[1], no_bias[:5])
+
+
+def _dni_inputs(shape, dtype, reads_cell, aux, seed=0):
+    w = list(make_window(*shape, dtype=dtype, seed=seed))
+    gen = torch.Generator().manual_seed(seed + 7)
+    feat = shape[3] * (2 if reads_cell else 1)
+
+    def r(*s):
+        return (torch.randn(*s, generator=gen, dtype=torch.float64) * 0.3).to(dtype)
+
+    heads = [r(feat, feat), r(feat)] + ([r(feat, feat), r(feat)] if aux else [None, None])
+    return w, heads
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reads_cell,aux,bootstrap", [(False, False, True), (True, True, True),
+                                                      (True, False, False), (False, True, False)])  # fmt: skip
+def test_dni_window_matches_reference(dtype, reads_cell, aux, bootstrap):
+    shape = (6, 3, 5, 9)
+    w, heads = _dni_inputs(shape, dtype, reads_cell, aux)
+    kw = dict(sg_scale=0.3, sg_reads_cell=reads_cell, bootstrap=bootstrap, aux_loss_weight=0.5)
+    leaves = [t.clone().requires_grad_() for t in w + heads if t is not None]
+    hs, cs, sg_raw = ops.lstm_dni_window(*leaves[:6], *leaves[6:8], *(leaves[8:] or [None, None]), **kw)
+    gen = torch.Generator().manual_seed(5)
+    grad_hs = torch.randn(hs.shape, generator=gen, dtype=torch.float64).to(dtype)
+    got = torch.autograd.grad(hs, leaves, grad_hs)
+    r = reference.lstm_dni_window(*w, *heads, grad_hs=grad_hs, **kw)
+    assert_close(hs, r.hs, "hs")
+    assert_close(sg_raw[:2], r.sg_raw, "sg_raw")
+    names = GRAD_NAMES + ("grad_sg_weight", "grad_sg_bias", "grad_aux_weight", "grad_aux_bias")
+    expected = [getattr(r, n) for n in names if getattr(r, n) is not None]
+    _close_all(got, expected, names)
+
+
+@pytest.mark.parametrize("windows,steps", [(4, 5), (2, 32)])
+def test_oracle_exactness(windows, steps):
+    """Boundary gradient = the true ∂L_{≥t}/∂s_t from full BPTT ⇒ Σ_windows of the
+    parameter gradients equals full BPTT's and every δ_start is the true gradient.
+    Checked for the fused window backward and for the reference's bootstrapped window."""
+    batch, inp, hidden = 3, 4, 6
+    x, h0, c0, w_ih, w_hh, b = make_window(windows * steps, batch, inp, hidden, seed=2)
+    targets = torch.randn(windows * steps, batch, hidden, dtype=torch.float64)
+    # Full BPTT over the whole sequence, loss ½‖h_t − y_t‖² at every step.
+    params = [t.clone().requires_grad_() for t in (w_ih, w_hh, b)]
+    h, c = h0.clone().requires_grad_(), c0.clone().requires_grad_()
+    boundary, hs = [], []
+    for t in range(windows * steps):
+        if t % steps == 0:
+            # A fresh node past the previous step's loss: its grad is ∂L_{≥t}/∂s_t only.
+            h, c = h + 0, c + 0
+            h.retain_grad(), c.retain_grad()
+            boundary.append((h, c))
+        h, c, _ = reference.lstm_cell(x[t], h, c, *params)
+        hs.append(h)
+    (0.5 * ((torch.stack(hs) - targets) ** 2).sum()).backward()
+    true = [(bh.grad, bc.grad) for bh, bc in boundary] + [(None, None)]
+    # Windowed: each window from its start state, bootstrapped with the true gradient.
+    sums = {"fused": [0, 0, 0], "reference": [0, 0, 0]}
+    heads = [torch.randn(2 * hidden, 2 * hidden, dtype=torch.float64), None]  # overridden
+    for k in range(windows):
+        win = slice(k * steps, (k + 1) * steps)
+        s0 = [t.detach() for t in boundary[k]]
+        hs_k, cs_k, gates = ops.lstm_window_forward(x[win], *s0, w_ih, w_hh, b)
+        assert_close(hs_k, torch.stack(hs[win]).detach(), f"hs window {k}")
+        grad_hs = hs_k - targets[win]
+        fused = ops.lstm_window_backward(grad_hs, None, *true[k + 1], x[win], *s0, w_ih, w_hh,
+                                         hs_k, cs_k, gates)  # fmt: skip
+        last = k == windows - 1
+        override = torch.zeros(batch, 2 * hidden, dtype=torch.float64) if last else torch.cat(true[k + 1], -1)
+        ref = reference.lstm_dni_window(
+            x[win], *s0, w_ih, w_hh, b, *heads, grad_hs=grad_hs, sg_reads_cell=True,
+            bootstrap=not last, sg_override=override)  # fmt: skip
+        for name, (g_h0, g_c0, *g_params) in (("fused", fused[1:]), ("reference", ref[4:9])):
+            assert_close(g_h0, true[k][0], f"{name} δ_start h, window {k}")
+            assert_close(g_c0, true[k][1], f"{name} δ_start c, window {k}")
+            sums[name] = [a + g for a, g in zip(sums[name], g_params)]
+    for name, total in sums.items():
+        _close_all(total, [p.grad for p in params], [f"{name} Σ {n}" for n in GRAD_NAMES[3:]])
+
+
+def test_long_window_float32_matches_float64():
+    """T = 64: the float32 kernel's error vs a float64 reference stays within the
+    float32 tolerance (no accumulated drift over steps)."""
+    w64 = make_window(64, 4, 8, 24, seed=4)
+    w32 = [t.float() for t in w64]
+    got = ops.lstm_window_forward(*w32)
+    expected = reference.lstm_window_forward(*w64)
+    grad_hs = torch.randn(64, 4, 24, dtype=torch.float64)
+    got_b = ops.lstm_window_backward(grad_hs.float(), None, None, None, *w32[:5], *got)
+    exp_b = reference.lstm_window_backward(grad_hs, None, None, None, *w64[:5], *expected)
+    for g, e, n in zip((*got, *got_b), (*expected, *exp_b), ("hs", "cs", "gates") + GRAD_NAMES):
+        torch.testing.assert_close(g.double(), e, **tol(torch.float32), msg=lambda m: f"{n}: {m}")
+
+
+def _opcheck_samples():
+    w = make_window(3, 2, 5, 4, dtype=torch.float32, noncontig=True)
+    yield "lstm_window_forward", w
+    hs, cs, gates = ops.lstm_window_forward(*w)
+    g = torch.randn(3, 2, 4)
+    yield "lstm_window_backward", (g, None, g[0], None, *w[:5], hs, cs, gates)
+    yield "lstm_window_backward", (None, g, None, g[1], *w[:5], hs, cs, gates)
+    wd, heads = _dni_inputs((3, 2, 5, 4), torch.float32, True, True)
+    yield "lstm_dni_window", (*wd, *heads, 0.1, True, True, 0.5)
+    wd, heads = _dni_inputs((2, 3, 5, 4), torch.float32, False, False)
+    yield "lstm_dni_window", (*wd, *heads, 0.1, False, False, 1.0)
+
+
+@pytest.mark.parametrize("i", range(5))
+def test_opcheck(i):
+    name, args = list(_opcheck_samples())[i]
+    args = [a.clone().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point()
+            and name != "lstm_window_backward" else a for a in args]  # fmt: skip
+    torch.library.opcheck(getattr(torch.ops.dni, name).default, tuple(args))
+
+
+def test_compile_fullgraph():
+    """One training step (bootstrapped window, loss, backward) under torch.compile."""
+    w, heads = _dni_inputs((4, 3, 5, 6), torch.float32, True, True)
+    target = torch.randn(4, 3, 6)
+
+    def step(*leaves):
+        hs, _, _ = ops.lstm_dni_window(*leaves, sg_reads_cell=True)
+        return ((hs - target) ** 2).sum()
+
+    eager = [t.clone().requires_grad_() for t in w + heads]
+    compiled = [t.clone().requires_grad_() for t in w + heads]
+    step(*eager).backward()
+    torch.compile(step, fullgraph=True)(*compiled).backward()
+    _close_all([t.grad for t in compiled], [t.grad for t in eager], [f"grad {i}" for i in range(10)])
+
+
+BAD_WINDOW = [
+    (lambda w: w.update(x=w["x"][0]), "x must be 3-D"),
+    (lambda w: w.update(x=w["x"][:0]), "x must hold at least one step"),
+    (lambda w: w.update(x=w["x"].to(torch.int32)), "x must be float32 or float64"),
+    (lambda w: w.update(h0=w["h0"][:1]), "h0 must have shape"),
+    (lambda w: w.update(c0=w["c0"].float()), "c0 must have x's dtype"),
+    (lambda w: w.update(w_ih=w["w_ih"][:, :2]), "w_ih must have shape"),
+    (lambda w: w.update(w_hh=w["w_hh"].t()), "w_hh must have shape"),
+    (lambda w: w.update(bias=w["bias"][:3]), "bias must have shape"),
+]
+
+
+@pytest.mark.parametrize("mutate,message", BAD_WINDOW, ids=[m for _, m in BAD_WINDOW])
+def test_bad_input_window(mutate, message):
+    w = dict(zip(("x", "h0", "c0", "w_ih", "w_hh", "bias"), make_window(3, 2, 4, 5)))
+    originals, before = dict(w), {k: v.clone() for k, v in w.items()}
+    mutate(w)
+    with pytest.raises(RuntimeError, match=message):
+        ops.lstm_window_forward(**w)
+    _, heads = _dni_inputs((3, 2, 4, 5), torch.float64, False, False)
+    with pytest.raises(RuntimeError, match=message):
+        ops.lstm_dni_window(*w.values(), *heads)
+    for k, v in originals.items():  # refused before anything was written
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("heads_fn,kw,message", [
+    (lambda h: [h[0][:3]] + h[1:], {}, "sg_weight must have shape"),
+    (lambda h: h, {"sg_reads_cell": True}, "sg_weight must have shape"),
+    (lambda h: h[:3] + [h[1]], {}, "aux_bias given without aux_weight"),
+    (lambda h: h, {"sg_scale": float("nan")}, "sg_scale must be finite"),
+    (lambda h: h, {"aux_loss_weight": -1.0}, "aux_loss_weight must be >= 0"),
+])  # fmt: skip
+def test_bad_input_sg(heads_fn, kw, message):
+    w, heads = _dni_inputs((3, 2, 4, 5), torch.float64, False, False)
+    with pytest.raises(RuntimeError, match=message):
+        ops.lstm_dni_window(*w, *heads_fn(heads), **kw)
+
+
+def test_bad_input_backward():
+    w = make_window(3, 2, 4, 5)
+    hs, cs, gates = ops.lstm_window_forward(*w)
+    g = torch.randn(3, 2, 5, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="grad_hs must have shape"):
+        ops.lstm_window_backward(g[:2], None, None, None, *w[:5], hs, cs, gates)
+    with pytest.raises(RuntimeError, match="grad_c_end must have shape"):
+        ops.lstm_window_backward(g, None, None, g, *w[:5], hs, cs, gates)
+    with pytest.raises(RuntimeError, match="gates must be contiguous"):
+        ops.lstm_window_backward(g, None, None, None, *w[:5], hs, cs,
+                                 gates.transpose(0, 1).contiguous().transpose(0, 1))  # fmt: skip
