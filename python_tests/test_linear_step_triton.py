@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from dni_kernels import ops, reference
-from dni_kernels.triton import _common, linear_step as triton_linear_step
+from dni_kernels.triton import _common
+from dni_kernels.triton.linear_step import linear_step as triton_linear_step
 from samples import LINEAR_STEP_OUTPUTS, check_against_reference, make_linear_step_case
 from tolerances import tol
-from triton_helpers import DEVICES, INTERPRETED, PATHS, cast_case, check, skip_unsupported
+from triton_helpers import DEVICES, INTERPRETED, PATHS, cast_case, check, compile_for_sm90, skip_unsupported
 
 # Batch 1, sizes off multiples of 16, several row blocks (70: three programs of the
 # single launch, three K steps of the weight GEMM), several output/input tiles (80, 70).
@@ -123,6 +124,16 @@ def test_torch_compile_fullgraph():
     case = make_linear_step_case(6, 10, 8, device=device, num_classes=4, chain=True, chain_classes=4)
     compiled = torch.compile(ops.linear_step, fullgraph=True)
     check_against_reference(case, compiled, reference.linear_step, LINEAR_STEP_OUTPUTS, backend="triton")
+
+
+def test_kernels_compile_for_gpu():
+    """bfloat16 activations (untestable in the interpreter) with float32 master
+    weights; the launchers' largest blocks."""
+    tiles = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32)
+    kernels = {"_linear_step_single_kernel": dict(BLOCK_B=32, BLOCK_O=128, BLOCK_I=64),
+               **{k: tiles for k in ("_forward_kernel", "_sg_kernel", "_grad_x_kernel",
+                                     "_weight_update_kernel")}}  # fmt: skip
+    compile_for_sm90("dni_kernels.triton.linear_step", kernels, act="bf16", param="fp32")
 
 
 # --- bad input: a clear error naming the argument, nothing written -------------------

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from dni_kernels import ops, reference
-from dni_kernels.triton import sg_update as triton_sg_update
+from dni_kernels.triton.sg_update import sg_update as triton_sg_update
 from samples import check_against_reference, make_sg_update_case
-from triton_helpers import DEVICES, INTERPRETED, PATHS, cast_case, check, skip_unsupported
+from triton_helpers import DEVICES, INTERPRETED, PATHS, cast_case, check, compile_for_sm90, skip_unsupported
 
 # Batch 1, sizes off multiples of 16, several row blocks / K steps (70), several
 # feature tiles (80).
@@ -69,6 +69,13 @@ def test_torch_compile_fullgraph():
     case = make_sg_update_case(6, 8, device=device, num_classes=3)
     compiled = torch.compile(ops.sg_update, fullgraph=True)
     check_against_reference(case, compiled, reference.sg_update, ("loss",), backend="triton")
+
+
+def test_kernels_compile_for_gpu():
+    """float16 activations and parameters; the launchers' largest blocks."""
+    kernels = {"_sg_update_single_kernel": dict(BLOCK_B=32, BLOCK_F=64),
+               "sg_regression_gemm_kernel": dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32)}  # fmt: skip
+    compile_for_sm90("dni_kernels.triton.sg_update", kernels, act="fp16", param="fp16")
 
 
 def _bad_inputs():

@@ -64,3 +64,68 @@ def check(case, fn, reference_fn, output_names, **extra):
         if a is not None:
             assert_low_precision_close(a, e, e64, name)
     return actual
+
+
+# --- ahead-of-time compilation for a GPU, without one --------------------------------
+# The interpreter runs the kernels' Python, not Triton's compiler: a kernel can pass
+# every interpreted test and still fail to compile. So the tests also compile each
+# kernel for sm_90 (Triton bundles ptxas), in a subprocess without TRITON_INTERPRET.
+
+_POINTER_DTYPES = {"y_ptr": "i64", "py_ptr": "i64", "counter_ptr": "i32", "ws_ptr": "fp32", "pws_ptr": "fp32"}
+_PARAMS = {"w_ptr", "b_ptr", "A_ptr", "a_ptr", "C_ptr", "w_dst", "b_dst", "pA_dst", "pa_dst", "pC_dst"}
+_INTS = {"B", "I", "O", "K", "PK", "F"}
+_FLOATS = {"sg_scale", "step", "prev_step"}
+
+
+def _signature(fn, act: str, param: str, blocks: dict):
+    """Argument types from the kernels' naming convention (strides s_*, sizes,
+    pointers *_ptr / *_dst); every constexpr flag on, tanh, the given blocks."""
+    import triton.language as tl
+
+    sig, consts = {}, {}
+    for p in fn.params:
+        n = p.name
+        if p.is_constexpr:
+            sig[n] = "constexpr"
+            consts[n] = {"ACT": 2, "DOT_DTYPE": getattr(tl, {"fp32": "float32", "fp16": "float16",
+                                                             "bf16": "bfloat16"}[act])}.get(n, blocks.get(n, True))  # fmt: skip
+        elif n in _INTS or n.startswith("s_"):
+            sig[n] = "i32"
+        elif n in _FLOATS:
+            sig[n] = "fp32"
+        elif n.endswith(("_ptr", "_dst")):
+            sig[n] = "*" + _POINTER_DTYPES.get(n, param if n in _PARAMS else act)
+        else:
+            raise AssertionError(f"{fn.__name__}: unknown argument kind for {n!r}")
+    return sig, consts
+
+
+def _compile_main(module: str, spec: str) -> None:
+    import importlib
+    import json
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    mod = importlib.import_module(module)
+    s = json.loads(spec)
+    for name, blocks in s["kernels"].items():
+        fn = getattr(mod, name)
+        sig, consts = _signature(fn, s["act"], s["param"], blocks)
+        src = triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=consts)
+        triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+
+
+def compile_for_sm90(module: str, kernels: dict, act: str, param: str) -> None:
+    """Compile `kernels` ({name: {BLOCK_*: size}}) of `module` for sm_90 with
+    activations `act` and parameters `param` ("fp32" | "fp16" | "bf16")."""
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    spec = json.dumps({"kernels": kernels, "act": act, "param": param})
+    code = f"import triton_helpers as t; t._compile_main({module!r}, {spec!r})"
+    here = os.path.dirname(os.path.abspath(__file__))
+    res = subprocess.run([sys.executable, "-c", code], cwd=here, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-4000:]

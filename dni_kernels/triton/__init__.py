@@ -4,17 +4,17 @@ Importing this package registers them for CUDA tensors and for CPU tensors; on C
 they run only in Triton's interpreter (TRITON_INTERPRET=1, set before this import)
 and raise a clear error otherwise. `linear_step` and `sg_update` are the launchers
 with the reference's signatures plus `path` ("auto" | "single" | "multi", see
-linear_step.py for the dispatch rule), for tests and benchmarks.
+linear_step.py for the dispatch rule), for tests and benchmarks:
+dni_kernels.triton.linear_step.linear_step(..., path="single").
 """
 
 import torch
 
 from .._extension import require_kernels
-from .linear_step import _linear_step, linear_step
-from .sg_update import _sg_update, sg_update
+from . import linear_step, sg_update
 
 __all__ = ["linear_step", "sg_update"]
 
 require_kernels(torch.device("cpu"))  # the schemas and the shared checks are compiled
-torch.library.register_kernel("dni::linear_step_triton", ("cpu", "cuda"))(_linear_step)
-torch.library.register_kernel("dni::sg_update_triton", ("cpu", "cuda"))(_sg_update)
+torch.library.register_kernel("dni::linear_step_triton", ("cpu", "cuda"))(linear_step._linear_step)
+torch.library.register_kernel("dni::sg_update_triton", ("cpu", "cuda"))(sg_update._sg_update)
