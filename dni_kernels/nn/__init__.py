@@ -5,6 +5,7 @@ Fused: DNILinear with a LinearSynthesizer, and DNISequential / DNIMLP stacks of 
 synthesizers, DNIConv2d, and BackwardInterface after any module.
 """
 
+from .dni_lstm import DNILSTM
 from .interface import BackwardInterface
 from .layers import DNIConv2d, DNILinear, DNIModule
 from .sequential import DNIMLP, DNISequential
@@ -14,6 +15,7 @@ __all__ = [
     "BackwardInterface",
     "ConvSynthesizer",
     "DNIConv2d",
+    "DNILSTM",
     "DNILinear",
     "DNIMLP",
     "DNIModule",

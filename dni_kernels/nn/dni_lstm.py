@@ -1,0 +1,105 @@
+"""DNILSTM: an LSTM layer trained by truncated BPTT whose window boundaries are
+bridged by synthetic gradients (paper §2.2, §3.1; math in dni_kernels/reference.py).
+
+    model = DNILSTM(input_size, hidden_size)
+    for x_window, y_window in windows(sequence):        # x_window [T, B, input_size]
+        out, state = model(x_window)                      # state carried, detached
+        loss(out, y_window).backward()                    # bootstrap + SG regression inside
+        optimizer.step(); optimizer.zero_grad()
+    model.reset_state()                                   # at the sequence's end
+
+One call is one fused op (dni::lstm_dni_window): the window forward plus both SG
+predictions; its backward bootstraps from ĝ_end = sg_scale·M(s_end), produces
+δ_start and gives the synthesizer (and the optional aux head) the gradients of their
+regressions, so any torch.optim optimizer trains everything from .grad.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from .. import ops
+from .synthesizers import LinearSynthesizer
+
+
+class DNILSTM(nn.Module):
+    """One LSTM layer, time-major like ``nn.LSTM`` (x [T, B, input_size]).
+
+    sg_reads_cell: the synthesizer reads (h, c) and predicts the gradient of both
+        (F = 2H); otherwise it reads h only (F = H) and c gets no boundary gradient.
+    sg_scale: ĝ_end = sg_scale · M(s_end) (0.1 in the paper's RNN experiments).
+    aux: adds the "DNI + Aux" head M_aux(s_start) → ĝ_end, weighted by aux_loss_weight.
+
+    Parameters: ``weight_ih`` [4H, I], ``weight_hh`` [4H, H], ``bias`` [4H] (nn.LSTM's
+    b_ih + b_hh), ``synthesizer`` and ``aux_synthesizer`` (zero-initialised, so the
+    first windows train like plain truncated BPTT).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
+                 sg_reads_cell: bool = False, sg_scale: float = 0.1, aux: bool = False,
+                 aux_loss_weight: float = 1.0, device=None, dtype=None):  # fmt: skip
+        super().__init__()
+        if input_size <= 0 or hidden_size <= 0:
+            raise ValueError(f"input_size and hidden_size must be positive, got "
+                             f"{input_size} and {hidden_size}")  # fmt: skip
+        if not math.isfinite(sg_scale):
+            raise ValueError(f"sg_scale must be finite, got {sg_scale}")
+        if not (math.isfinite(aux_loss_weight) and aux_loss_weight >= 0):
+            raise ValueError(f"aux_loss_weight must be finite and >= 0, got {aux_loss_weight}")
+        factory = {"device": device, "dtype": dtype}
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.sg_reads_cell, self.sg_scale = sg_reads_cell, float(sg_scale)
+        self.aux_loss_weight = float(aux_loss_weight)
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size, **factory))
+        self.bias = nn.Parameter(torch.empty(4 * hidden_size, **factory)) if bias else None
+        features = 2 * hidden_size if sg_reads_cell else hidden_size
+        self.synthesizer = LinearSynthesizer(features).to(**factory)
+        self.aux_synthesizer = LinearSynthesizer(features).to(**factory) if aux else None
+        self.state: Optional[tuple[Tensor, Tensor]] = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.LSTM's initialisation: U(−1/√H, 1/√H) for the LSTM weights."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in (self.weight_ih, self.weight_hh, self.bias):
+            if p is not None:
+                nn.init.uniform_(p, -bound, bound)
+
+    def reset_state(self) -> None:
+        """Forget the carried state: the next window starts from zeros."""
+        self.state = None
+
+    def forward(self, x: Tensor, state: Optional[tuple[Tensor, Tensor]] = None, *,
+                last_window: bool = False) -> tuple[Tensor, tuple[Tensor, Tensor]]:  # fmt: skip
+        """One window. ``state`` (h, c) [B, H] defaults to the carried state (zeros
+        after ``reset_state``). ``last_window=True`` ends the sequence: no bootstrap.
+        Returns ``(out [T, B, H], (h_T, c_T))``; the state is carried and detached."""
+        if x.dim() != 3:
+            raise ValueError(f"x must be [steps, batch, input_size], got shape {tuple(x.shape)}")
+        if state is None:
+            state = self.state
+        if state is None:
+            zeros = x.new_zeros(x.shape[1], self.hidden_size)
+            state = (zeros, zeros)
+        h0, c0 = state[0].detach(), state[1].detach()
+        aux = self.aux_synthesizer
+        hs, cs, _ = ops.lstm_dni_window(
+            x, h0, c0, self.weight_ih, self.weight_hh, self.bias,
+            self.synthesizer.weight, self.synthesizer.bias,
+            aux.weight if aux is not None else None, aux.bias if aux is not None else None,
+            sg_scale=self.sg_scale, sg_reads_cell=self.sg_reads_cell,
+            bootstrap=not last_window, aux_loss_weight=self.aux_loss_weight,
+        )  # fmt: skip
+        # Assigned only after the op accepted its input: a refused call changes nothing.
+        self.state = (hs[-1].detach(), cs[-1].detach())
+        return hs, self.state
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.hidden_size}, bias={self.bias is not None}, "
+                f"sg_reads_cell={self.sg_reads_cell}, sg_scale={self.sg_scale}, "
+                f"aux={self.aux_synthesizer is not None}")  # fmt: skip
