@@ -17,7 +17,7 @@ from samples import LINEAR_STEP_OUTPUTS, check_against_reference, make_linear_st
 from tolerances import tol
 from triton_helpers import DEVICES, INTERPRETED, PATHS, cast_case, check, compile_for_sm90, skip_unsupported
 
-# Batch 1, sizes off multiples of 16, several row blocks (70: three programs of the
+# Batch 1, sizes off multiples of 16, several row blocks (70: five programs of the
 # single launch, three K steps of the weight GEMM), several output/input tiles (80, 70).
 SHAPES = [(1, 5, 3), (7, 33, 17), (16, 40, 24), (70, 20, 12), (9, 70, 80)]
 GPU_SHAPES = [(4096, 256, 512), (513, 96, 128)]  # compiled only: too slow interpreted
@@ -95,8 +95,9 @@ def test_registered_op_follows_env_path(path, monkeypatch):
 
 def test_auto_path_rule(monkeypatch):
     monkeypatch.delenv("DNI_TRITON_PATH", raising=False)
-    assert _common.choose_path(None, 128, 1 << 20) == "single"
-    assert _common.choose_path(None, 129, 10) == "multi"  # h tile too wide for registers
+    assert _common.choose_path(None, 64, 1 << 20) == "single"
+    assert _common.choose_path(None, 65, 10) == "multi"  # row tiles would spill registers
+    assert _common.choose_path("single", 128, 10) == "single"  # allowed, spills
     assert _common.choose_path(None, 64, (1 << 20) + 1) == "multi"  # too many atomics
     assert _common.choose_path("multi", 3, 1) == "multi"
     monkeypatch.setenv("DNI_TRITON_PATH", "multi")
@@ -130,7 +131,7 @@ def test_kernels_compile_for_gpu():
     """bfloat16 activations (untestable in the interpreter) with float32 master
     weights; the launchers' largest blocks."""
     tiles = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32)
-    kernels = {"_linear_step_single_kernel": dict(BLOCK_B=32, BLOCK_O=128, BLOCK_I=64),
+    kernels = {"_linear_step_single_kernel": dict(BLOCK_B=16, BLOCK_O=128, BLOCK_I=32),
                **{k: tiles for k in ("_forward_kernel", "_sg_kernel", "_grad_x_kernel",
                                      "_weight_update_kernel")}}  # fmt: skip
     compile_for_sm90("dni_kernels.triton.linear_step", kernels, act="bf16", param="fp32")

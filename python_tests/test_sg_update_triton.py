@@ -73,7 +73,7 @@ def test_torch_compile_fullgraph():
 
 def test_kernels_compile_for_gpu():
     """float16 activations and parameters; the launchers' largest blocks."""
-    kernels = {"_sg_update_single_kernel": dict(BLOCK_B=32, BLOCK_F=64),
+    kernels = {"_sg_update_single_kernel": dict(BLOCK_B=16, BLOCK_F=32),
                "sg_regression_gemm_kernel": dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32)}  # fmt: skip
     compile_for_sm90("dni_kernels.triton.sg_update", kernels, act="fp16", param="fp16")
 

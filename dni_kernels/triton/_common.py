@@ -5,6 +5,7 @@ single-launch kernels, and the host-side launch policy (device, dtype, path, blo
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Optional
 
@@ -16,8 +17,11 @@ ACTIVATION_IDS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 PATHS = ("auto", "single", "multi")
 DOT_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
 
-# The single-launch kernels keep a [rows, out_features] tile of h, ĝ and g in
-# registers, so out_features is bounded; above it only the tiled path runs.
+# The single-launch kernels keep a [rows, out_features] tile of h, ĝ and g (and an
+# [O, O] tile of A) in registers, so out_features is bounded. ptxas for sm_90
+# (16 rows, 8 warps, float32) reports no spills up to 64 features, which "auto"
+# keeps to; an explicit path="single" is allowed up to 128 (it spills there).
+SINGLE_AUTO_MAX_FEATURES = 64
 SINGLE_MAX_FEATURES = 128
 # "auto" takes the single launch while the partial weight gradients that its programs
 # add atomically stay small (programs × gradient elements); beyond that the tiled
@@ -152,26 +156,27 @@ def check_device_and_dtype(x: torch.Tensor) -> None:
 
 def choose_path(path: Optional[str], features: int, atomic_elements: int) -> str:
     """'single' or 'multi' from the `path` argument, else $DNI_TRITON_PATH, else auto:
-    single launch while `features` (the widest row tile) fits in registers and the
+    single launch while `features` (its widest row tile) fits in registers and the
     atomically reduced partial gradients stay under SINGLE_MAX_ATOMIC_ELEMENTS."""
     path = path or os.environ.get("DNI_TRITON_PATH") or "auto"
     if path not in PATHS:
         raise ValueError(f"dni: path must be one of {PATHS}, got {path!r}")
-    fits = features <= SINGLE_MAX_FEATURES
-    if path == "single" and not fits:
+    if path == "single" and features > SINGLE_MAX_FEATURES:
         raise ValueError(
             f"dni: path='single' holds {features} features per row in registers; it "
             f"supports at most {SINGLE_MAX_FEATURES}, use path='multi'"
         )
     if path == "auto":
-        return "single" if fits and atomic_elements <= SINGLE_MAX_ATOMIC_ELEMENTS else "multi"
+        small = features <= SINGLE_AUTO_MAX_FEATURES
+        return "single" if small and atomic_elements <= SINGLE_MAX_ATOMIC_ELEMENTS else "multi"
     return path
 
 
-def rows_per_program(batch: int) -> int:
-    """Batch rows per program of a single-launch kernel: few programs for a small
-    batch (less atomic traffic), 32 rows beyond to bound the register tile."""
-    return 16 if batch <= 64 else 32
+# Single-launch block table: 16 batch rows per program and 32-wide feature chunks
+# with 8 warps keep the row tiles in registers (see SINGLE_AUTO_MAX_FEATURES).
+SINGLE_ROWS = 16
+SINGLE_CHUNK = 32
+SINGLE_WARPS = 8
 
 
 def single_workspace(n_float: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,6 +184,11 @@ def single_workspace(n_float: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     (16-byte aligned) for the atomically reduced partial gradients."""
     buf = torch.zeros(4 + n_float, dtype=torch.int32, device=device)
     return buf[:1], buf[4:].view(torch.float32)
+
+
+def on_device(t: torch.Tensor):
+    """Triton launches on the current CUDA device: make it t's."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
 
 
 def or_dummy(t: Optional[torch.Tensor], dummy: torch.Tensor) -> torch.Tensor:

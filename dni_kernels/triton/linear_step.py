@@ -3,8 +3,8 @@
 regression toward this step's grad_x (the prev_* chain).
 
 Two paths, chosen by `_common.choose_path` (argument `path`, env DNI_TRITON_PATH;
-"auto" = single launch for out_features ≤ 128 while programs × (O·I + I·I with the
-chain) ≤ 2²⁰ atomically added elements, tiled otherwise):
+"auto" = single launch for out_features ≤ 64 while programs × (O·I + I·I with the
+chain) ≤ 2²⁰ atomically added elements, tiled otherwise; see _common.py):
 
 * single launch (`_linear_step_single_kernel`, for small layers, where launch
   latency dominates): one program per block of batch rows computes z, h, ĝ, g and
@@ -54,9 +54,12 @@ from ._common import (
     gather_labels,
     is_last_program,
     mma,
+    on_device,
     or_dummy,
     pow2,
-    rows_per_program,
+    SINGLE_CHUNK,
+    SINGLE_ROWS,
+    SINGLE_WARPS,
     single_workspace,
     update_flat,
     update_tile,
@@ -111,6 +114,8 @@ def _linear_step_single_kernel(
     tl.store(raw_ptr + rows[:, None] * O + outs[None, :], raw, mask=tile)
     g = sg_scale * raw.to(tl.float32) * activation_derivative(h.to(tl.float32), ACT)
     g = tl.where(tile, g, 0.0)
+    if HAS_BIAS:
+        tl.atomic_add(ws_ptr + O * I + outs, tl.sum(g, axis=0), mask=out_mask)
     g_dot = g.to(DOT_DTYPE)
     g_t = tl.trans(g_dot)
     # Per chunk of input features: grad_x = g W, this block's gᵀx, and the chain.
@@ -133,8 +138,6 @@ def _linear_step_single_kernel(
             regress_rows(e, rows, row_mask, ins, in_mask, ph_ptr, s_phb, s_phi, py_ptr, s_py,
                          pws_ptr, I, PK, PREV_HAS_BIAS, PREV_CONDITIONED, BLOCK_B, BLOCK_I,
                          DOT_DTYPE)  # fmt: skip
-    if HAS_BIAS:
-        tl.atomic_add(ws_ptr + O * I + outs, tl.sum(g, axis=0), mask=out_mask)
     if is_last_program(counter_ptr):
         update_flat(w_dst, ws_ptr, O * I, step, 1024)
         if HAS_BIAS:
@@ -259,7 +262,6 @@ def _launch_single(x, weight, bias, sg_weight, sg_bias, sg_table, labels, act, s
                    w_dst, b_dst, step, h, raw, grad_x, prev: Optional[SgArgs], loss):  # fmt: skip
     batch, in_f = x.shape
     out_f = weight.shape[0]
-    block_b = rows_per_program(batch)
     n_layer = out_f * in_f + out_f
     counter, ws = single_workspace(n_layer + (prev.ws_sizes() if prev else 0), x.device)
     y = or_dummy(labels, weight)
@@ -267,7 +269,7 @@ def _launch_single(x, weight, bias, sg_weight, sg_bias, sg_table, labels, act, s
     # Without the chain the prev_* pointers are never touched: pass the layer's own.
     p = prev or SgArgs(x, x, None, weight, None, None, 0.0)
     ph, phs0, phs1, praw, prs0, prs1, py, pys, pa_w, pa_b, pa_c = p.pointer_args()
-    _linear_step_single_kernel[(max(1, triton.cdiv(batch, block_b)),)](
+    _linear_step_single_kernel[(max(1, triton.cdiv(batch, SINGLE_ROWS)),)](
         x, *x.stride(), weight, or_dummy(bias, weight), sg_weight,
         or_dummy(sg_bias, weight), or_dummy(sg_table, weight), y, y.stride(0),
         w_dst, or_dummy(b_dst, weight), h, raw, grad_x, ws, counter, loss,
@@ -275,9 +277,9 @@ def _launch_single(x, weight, bias, sg_weight, sg_bias, sg_table, labels, act, s
         batch, in_f, out_f, k, p.num_classes, sg_scale, step, p.step,
         ACT=act, HAS_BIAS=bias is not None, HAS_SG_BIAS=sg_bias is not None,
         CONDITIONED=k > 0, CHAIN=prev is not None, PREV_HAS_BIAS=p.bias is not None,
-        PREV_CONDITIONED=p.table is not None, BLOCK_B=block_b,
-        BLOCK_O=pow2(out_f), BLOCK_I=pow2(in_f, hi=64), DOT_DTYPE=DOT_DTYPES[x.dtype],
-        num_warps=4,
+        PREV_CONDITIONED=p.table is not None, BLOCK_B=SINGLE_ROWS,
+        BLOCK_O=pow2(out_f), BLOCK_I=pow2(in_f, hi=SINGLE_CHUNK), DOT_DTYPE=DOT_DTYPES[x.dtype],
+        num_warps=SINGLE_WARPS,
     )  # fmt: skip
 
 
@@ -308,17 +310,19 @@ def _linear_step(x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias, sg
     grad_x = torch.empty((batch, in_f), dtype=x.dtype, device=x.device)
     args = (x, weight, bias, sg_weight, sg_bias, sg_table, labels, ACTIVATION_IDS[activation],
             float(sg_scale), w_dst, b_dst, step, h, raw, grad_x)  # fmt: skip
-    programs = max(1, triton.cdiv(batch, rows_per_program(batch)))
+    programs = max(1, triton.cdiv(batch, SINGLE_ROWS))
     atomics = programs * (out_f * in_f + (in_f * in_f if prev else 0))
-    if choose_path(path, out_f, atomics) == "single":
-        loss = torch.empty((), dtype=x.dtype, device=x.device)
-        _launch_single(*args, prev, loss)
-        return h, raw, grad_x, loss
-    _launch_multi(*args)
-    if prev is None:
-        return h, raw, grad_x, torch.zeros((), dtype=x.dtype, device=x.device)
-    sum_sq = launch_regression_gemm(prev, grad_x)
-    return h, raw, grad_x, (sum_sq[0] / max(batch, 1)).to(x.dtype)
+    single = choose_path(path, out_f, atomics) == "single"
+    with on_device(x):
+        if single:
+            loss = torch.empty((), dtype=x.dtype, device=x.device)
+            _launch_single(*args, prev, loss)
+            return h, raw, grad_x, loss
+        _launch_multi(*args)
+        if prev is None:
+            return h, raw, grad_x, torch.zeros((), dtype=x.dtype, device=x.device)
+        sum_sq = launch_regression_gemm(prev, grad_x)
+        return h, raw, grad_x, (sum_sq[0] / max(batch, 1)).to(x.dtype)
 
 
 def linear_step(x, weight, bias, sg_weight, sg_bias=None, sg_table=None, labels=None, *,

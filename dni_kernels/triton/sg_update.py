@@ -36,9 +36,12 @@ from ._common import (
     gather_labels,
     is_last_program,
     mma,
+    on_device,
     or_dummy,
     pow2,
-    rows_per_program,
+    SINGLE_CHUNK,
+    SINGLE_ROWS,
+    SINGLE_WARPS,
     single_workspace,
     update_flat,
     update_tile,
@@ -237,10 +240,18 @@ def _sg_update(h, sg_raw, target, labels, sg_weight, sg_bias, sg_table, sg_weigh
     sg = SgArgs.build(h, sg_raw, labels, sg_weight, sg_bias, sg_table, sg_weight_grad,
                       sg_bias_grad, sg_table_grad, lr)  # fmt: skip
     batch, feat = h.shape
-    block_b = rows_per_program(batch)
-    programs = max(1, triton.cdiv(batch, block_b))
-    if choose_path(path, feat, programs * feat * feat) == "multi":
-        return (launch_regression_gemm(sg, target)[0] / max(batch, 1)).to(h.dtype)
+    programs = max(1, triton.cdiv(batch, SINGLE_ROWS))
+    # The single launch holds SINGLE_CHUNK-wide row tiles, whatever the width.
+    single = choose_path(path, min(feat, SINGLE_CHUNK), programs * feat * feat) == "single"
+    with on_device(h):
+        if not single:
+            return (launch_regression_gemm(sg, target)[0] / max(batch, 1)).to(h.dtype)
+        return _launch_single(sg, target, programs)
+
+
+def _launch_single(sg: SgArgs, target: torch.Tensor, programs: int) -> torch.Tensor:
+    h = sg.h
+    batch, feat = h.shape
     loss = torch.empty((), dtype=h.dtype, device=h.device)
     counter, ws = single_workspace(sg.ws_sizes(), h.device)
     h_, hs0, hs1, raw, rs0, rs1, y, ys, a_w, a_b, a_c = sg.pointer_args()
@@ -248,8 +259,8 @@ def _sg_update(h, sg_raw, target, labels, sg_weight, sg_bias, sg_table, sg_weigh
         h_, hs0, hs1, raw, rs0, rs1, target, *target.stride(), y, ys, a_w, a_b, a_c,
         ws, counter, loss, batch, feat, sg.num_classes, sg.step,
         HAS_BIAS=sg.bias is not None, CONDITIONED=sg.table is not None,
-        BLOCK_B=block_b, BLOCK_F=pow2(feat, hi=64), DOT_DTYPE=DOT_DTYPES[h.dtype],
-        num_warps=4,
+        BLOCK_B=SINGLE_ROWS, BLOCK_F=pow2(feat, hi=SINGLE_CHUNK), DOT_DTYPE=DOT_DTYPES[h.dtype],
+        num_warps=SINGLE_WARPS,
     )  # fmt: skip
     return loss
 
