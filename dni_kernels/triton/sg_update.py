@@ -35,7 +35,6 @@ from ._common import (
     choose_path,
     gather_labels,
     is_last_program,
-    mma,
     on_device,
     or_dummy,
     pow2,
