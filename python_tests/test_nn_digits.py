@@ -34,3 +34,13 @@ def test_dni_and_cdni_beat_no_bprop_and_approach_backprop(one_thread):
         assert acc["backprop"][seed] > max(acc["dni"][seed], acc["cdni"][seed])
     assert mean["backprop"] - mean["dni"] < 10
     assert mean["backprop"] - mean["cdni"] < 8
+
+
+def test_demo_cli_prints_table_and_saves_plot(tmp_path, capsys, one_thread):
+    from dni_kernels.__main__ import main
+
+    out = tmp_path / "curves.png"
+    main(["demo", "--epochs", "1", "--methods", "backprop", "cdni", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert out.stat().st_size > 0 and str(out) in printed
+    assert "backprop" in printed and "cdni" in printed and "%" in printed
