@@ -125,7 +125,7 @@ def _register_fakes() -> None:
         if prev_h is not None:
             torch._check(prev_h.shape == x.shape, lambda: "dni: prev_h must match x")
         h = x.new_empty((x.shape[0], out))
-        return h, torch.empty_like(h), torch.empty_like(x), x.new_empty(())
+        return h, torch.empty_like(h), x.new_empty(x.shape), x.new_empty(())
 
     def _sg_update_fake(h, sg_raw, target, labels, sg_weight, sg_bias, sg_table,
                         sg_weight_grad, sg_bias_grad, sg_table_grad, lr):  # fmt: skip

@@ -191,3 +191,23 @@ def test_bad_input_names_argument_and_writes_nothing(arg, corrupt):
     for name, old in before.items():
         new = case.mutable()[name]
         assert torch.equal(new, old), f"{name} was modified by a refused call"
+
+
+@pytest.mark.parametrize("mode", ["sgd", "grads"])
+def test_no_weight_sized_temporary(mode):
+    """The update is fused into the weight-gradient GEMM: no [O, I] (or [O, O] for the
+    chained SG) buffer is allocated. The reference, which materialises dW, shows the
+    profiler does see such an allocation."""
+    from torch.profiler import ProfilerActivity, profile
+
+    batch, in_f, out_f = 4, 300, 200
+    weight_bytes = out_f * in_f * 4
+
+    def peak_allocation(fn):
+        case = make_linear_step_case(batch, in_f, out_f, mode=mode, chain=True)
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            case.call(fn)
+        return max(e.cpu_memory_usage for e in prof.events())
+
+    assert peak_allocation(reference.linear_step) >= weight_bytes
+    assert peak_allocation(ops.linear_step) < weight_bytes // 4

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Creates .venv (if needed), installs the pinned dependencies and builds dni_kernels
-# in place. Idempotent: a second run only rebuilds what changed.
-#   DNI_BUILD_CUDA=0 skips the CUDA kernels for a quick CPU-only build.
+# in place, incrementally (ninja keeps ./build), with the source tree on the venv's
+# path — a development install. Idempotent. For a regular install into any
+# environment: pip install --no-build-isolation .
+#   DNI_BUILD_CUDA=0 skips the CUDA kernels, =1 requires them (default: built when
+#   a CUDA toolkit and a CUDA build of torch are present; see setup.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,7 +13,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch 2.14.1 is the CUDA 13.0 build (it matches the nvcc 13.0 used to compile the
 # CUDA kernels); pip takes it from local disk on the project's machines.
-.venv/bin/pip install --quiet -r requirements.txt
-# Builds of the shared tree are serialised: concurrent builds would clobber _C.so.
-flock /tmp/dni_kernels_build.lock \
-  .venv/bin/pip install --quiet --no-build-isolation --no-deps -e .
+.venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+export MAX_JOBS=${MAX_JOBS:-2}
+# Builds of one tree are serialised: concurrent builds would clobber _C.so.
+flock /tmp/dni_kernels_build.lock .venv/bin/python setup.py -q build_ext --inplace
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$PWD" > "$site/dni_kernels_dev.pth"

@@ -1,0 +1,147 @@
+"""Benchmark dni::linear_step: the fused op vs the eager reference vs torch.compile of
+the reference, in one run, plus a 2048² sgemm for the roofline.
+
+    python benchmarks/bench_linear_step.py            # CPU columns (GPU columns too on a GPU)
+    python benchmarks/bench_linear_step.py --quick    # smallest size only
+
+On a GPU the fused op has several columns: CUDA C++ and Triton, each with the
+single-launch and the multi-launch (tiled GEMM) path forced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import environment, median_seconds, print_table, set_threads, sgemm_flops_per_second, write_json  # noqa: E402
+
+from dni_kernels import ops, reference  # noqa: E402
+
+CPU_SIZES = [(32, 256), (256, 1024), (1024, 2048)]
+GPU_BATCHES = [32, 256, 4096]
+GPU_WIDTHS = [256, 1024, 4096]
+
+
+def gemm_flops(batch: int, in_f: int, out_f: int) -> int:
+    """forward + SG + grad_x + weight update."""
+    return 2 * batch * in_f * out_f + 2 * batch * out_f * out_f + 2 * batch * out_f * in_f + 2 * out_f * batch * in_f
+
+
+def make_inputs(batch, width, device, dtype=torch.float32):
+    g = torch.Generator(device="cpu").manual_seed(0)
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g) * scale).to(device=device, dtype=dtype)
+
+    return dict(
+        x=r(batch, width),
+        weight=r(width, width, scale=width**-0.5),
+        bias=r(width, scale=0.1),
+        sg_weight=r(width, width, scale=width**-0.5),
+        sg_bias=r(width, scale=0.1),
+    )
+
+
+@contextlib.contextmanager
+def env_var(name, value):
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
+
+
+def columns(device: torch.device) -> dict:
+    """name -> step function(x, weight, bias, sg_weight, sg_bias). A tiny lr keeps the
+    repeatedly updated weights finite; the work per call is the same for any lr."""
+    kw = dict(activation="relu", lr=1e-6)
+
+    def fused(backend=None, path_env=None, path=None):
+        def step(x, w, b, a, ab):
+            if path_env is None:
+                return ops.linear_step(x, w, b, a, ab, backend=backend, **kw)
+            with env_var(path_env, path):
+                return ops.linear_step(x, w, b, a, ab, backend=backend, **kw)
+
+        return step
+
+    def eager(x, w, b, a, ab):
+        return reference.linear_step(x, w, b, a, ab, **kw)
+
+    compiled_ref = torch.compile(reference.linear_step)
+
+    def compiled(x, w, b, a, ab):
+        return compiled_ref(x, w, b, a, ab, **kw)
+
+    if device.type == "cpu":
+        return {"fused": fused(), "eager": eager, "compile": compiled}
+    return {
+        "cuda_single": fused("cuda", "DNI_CUDA_PATH", "single"),
+        "cuda_multi": fused("cuda", "DNI_CUDA_PATH", "multi"),
+        "triton_single": fused("triton", "DNI_TRITON_PATH", "single"),
+        "triton_multi": fused("triton", "DNI_TRITON_PATH", "multi"),
+        "eager": eager,
+        "compile": compiled,
+    }
+
+
+def run(device: torch.device, sizes, min_run_time: float) -> dict:
+    peak = sgemm_flops_per_second(device)
+    print(f"sgemm 2048^3 on {device}: {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+    cols = columns(device)
+    rows = []
+    for batch, width in sizes:
+        flops = gemm_flops(batch, width, width)
+        row = {"B": batch, "I=O": width}
+        for name, step in cols.items():
+            t = list(make_inputs(batch, width, device).values())
+            try:
+                seconds = median_seconds(lambda: step(*t), device=device, min_run_time=min_run_time)
+            except RuntimeError as exc:
+                if device.type == "cpu":
+                    raise
+                # A GPU backend that is not built on this machine: say so, keep going.
+                print(f"  {name} at B={batch}, width={width}: skipped ({exc})")
+                continue
+            row[f"{name}_ms"] = seconds * 1e3
+            row[f"{name}_roofline"] = flops / peak / seconds
+            if device.type == "cuda":
+                row[f"{name}_TFLOPs"] = flops / seconds / 1e12
+        base = "fused" if device.type == "cpu" else "cuda_single"
+        for other in ("eager", "compile"):
+            if f"{base}_ms" in row and f"{other}_ms" in row:
+                row[f"{other}/{base}"] = row[f"{other}_ms"] / row[f"{base}_ms"]
+        rows.append(row)
+    shown = ["B", "I=O"] + [f"{n}_ms" for n in cols] + [k for k in rows[0] if "/" in k] + [f"{n}_roofline" for n in cols]
+    print_table(rows, shown)
+    return {"env": environment(device), "sgemm_flops_per_s": peak, "rows": rows}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smallest size only, short runs")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--min-run-time", type=float, default=1.0)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    results = {}
+    cpu_sizes = CPU_SIZES[:1] if args.quick else CPU_SIZES
+    results["cpu"] = run(torch.device("cpu"), cpu_sizes, 0.2 if args.quick else args.min_run_time)
+    if torch.cuda.is_available():
+        sizes = [(b, w) for b in GPU_BATCHES for w in GPU_WIDTHS]
+        results["cuda"] = run(torch.device("cuda"), sizes[:1] if args.quick else sizes, args.min_run_time)
+    print("wrote", write_json("bench_linear_step", results))
+
+
+if __name__ == "__main__":
+    main()

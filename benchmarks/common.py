@@ -1,0 +1,82 @@
+"""Shared benchmark helpers: timing, the sgemm roofline, tables and JSON rows.
+
+Every benchmark measures all its columns in one process with the same thread count,
+and reports ratios (which hold on shared machines) next to absolute medians (which
+drift). The roofline fraction of an op is its GEMM FLOPs ÷ the rate of a large
+square sgemm measured in the same run ÷ the op's time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch.utils import benchmark as tbench
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def median_seconds(fn, *, device: torch.device, min_run_time: float = 1.0) -> float:
+    """Median time of `fn()` after warm-up: torch.utils.benchmark on CPU, CUDA-event
+    timing via triton.testing.do_bench on a GPU (never wall-clock around async work)."""
+    for _ in range(2):
+        fn()
+    if device.type == "cuda":
+        from triton.testing import do_bench
+
+        return do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e-3
+    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def sgemm_flops_per_second(device: torch.device, n: int = 2048) -> float:
+    """The roofline: the rate of an n×n×n float32 matmul, measured now."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    out = torch.empty(n, n, device=device)
+    seconds = median_seconds(lambda: torch.mm(a, b, out=out), device=device, min_run_time=2.0)
+    return 2 * n**3 / seconds
+
+
+def environment(device: torch.device) -> dict:
+    env = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
+    print("  ".join(c.rjust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(_fmt(r.get(c)).rjust(widths[c]) for c in columns))
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.3e}"
+    return str(v)
+
+
+def write_json(name: str, payload: dict) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2))
+    return path
+
+
+def set_threads(threads: int | None) -> None:
+    torch.set_num_threads(threads or min(os.cpu_count() or 1, torch.get_num_threads()))
