@@ -1,8 +1,8 @@
 // BPTT over one LSTM window on CPU (dni_kernels/reference.py::lstm_window_backward).
 //
-// Per step (t = T−1 … 0): dh_t = grad_hs[t] + dz_{t+1} W_hh as one GEMM with the
-// in-window gradient as its addend, then one parallel loop for all gate math that
-// writes dz_t into a [T, B, 4H] buffer and carries dc. The parameter and input
+// Per step (t = T−1 … 0): one GEMM dz_{t+1} W_hh for the recurrent gradient, then one
+// parallel loop for all gate math (adding the in-window gradients) that writes dz_t
+// into a [T, B, 4H] buffer and carries dc. The parameter and input
 // gradients are then a few large GEMMs over the whole window, never per step.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -19,11 +19,12 @@ namespace dni::cpu {
 namespace {
 
 // One step for all units: reads the activated gates, c_t, c_{t−1}, dh_t and the dc
-// carry (plus grad_cs[t] when kGradCs); writes dz_t and the new carry ∂L/∂c_{t−1}.
-template <typename scalar_t, bool kGradCs>
+// carry, plus the in-window gradients grad_hs[t] (kGradHs) and grad_cs[t] (kGradCs);
+// writes dz_t and the new carry ∂L/∂c_{t−1}.
+template <typename scalar_t, bool kGradHs, bool kGradCs>
 void gate_math_backward(const scalar_t* gates, const scalar_t* c, const scalar_t* c_prev,
-                        const scalar_t* dh, const scalar_t* grad_c, scalar_t* dc_carry,
-                        scalar_t* dz, int64_t batch, int64_t hidden) {
+                        const scalar_t* dh, const scalar_t* grad_h, const scalar_t* grad_c,
+                        scalar_t* dc_carry, scalar_t* dz, int64_t batch, int64_t hidden) {
   at::parallel_for(0, batch, lstm_row_grain(hidden), [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       const scalar_t* a = gates + b * 4 * hidden;
@@ -34,8 +35,10 @@ void gate_math_backward(const scalar_t* gates, const scalar_t* c, const scalar_t
                                     a[3 * hidden + j]};
         scalar_t dc = dc_carry[row + j];
         if constexpr (kGradCs) dc += grad_c[row + j];
+        scalar_t dh_total = dh[row + j];
+        if constexpr (kGradHs) dh_total += grad_h[row + j];
         dc_carry[row + j] =
-            lstm_unit_backward(g, c[row + j], c_prev[row + j], dh[row + j], dc, d[j],
+            lstm_unit_backward(g, c[row + j], c_prev[row + j], dh_total, dc, d[j],
                                d[hidden + j], d[2 * hidden + j], d[3 * hidden + j]);
       }
     }
@@ -54,34 +57,33 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
   const int64_t steps = x.size(0), batch = x.size(1), in = x.size(2), hidden = h0.size(1);
   auto opts = x.options();
   Tensor dz = at::empty({steps, batch, 4 * hidden}, opts);
-  // dh_{T−1} = grad_hs[T−1] + grad_h_end; the carry dc starts at grad_c_end.
+  // dh holds the gradient reaching h_t from later steps (grad_h_end at t = T−1); the
+  // in-window gradients are added inside the gate loop, and the carry dc starts at
+  // grad_c_end.
   Tensor dh = grad_h_end.has_value() ? grad_h_end->clone(at::MemoryFormat::Contiguous)
                                      : at::zeros({batch, hidden}, opts);
-  if (grad_hs.has_value()) dh.add_(grad_hs->select(0, steps - 1));
   Tensor dc_carry = grad_c_end.has_value()
                         ? grad_c_end->clone(at::MemoryFormat::Contiguous)
                         : at::zeros({batch, hidden}, opts);
+  const Tensor grad_hs_contig = grad_hs.has_value() ? grad_hs->contiguous() : Tensor();
   const Tensor grad_cs_contig = grad_cs.has_value() ? grad_cs->contiguous() : Tensor();
   const Tensor c0_contig = c0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dni_lstm_window_backward_cpu", [&] {
-    DNI_BOOL_SWITCH(grad_cs.has_value(), kGradCs, [&] {
-      for (int64_t t = steps - 1; t >= 0; --t) {
-        if (t < steps - 1) {
-          if (grad_hs.has_value()) {
-            at::addmm_out(dh, grad_hs->select(0, t), dz.select(0, t + 1), w_hh);
-          } else {
-            at::mm_out(dh, dz.select(0, t + 1), w_hh);
-          }
+    DNI_BOOL_SWITCH(grad_hs.has_value(), kGradHs, [&] {
+      DNI_BOOL_SWITCH(grad_cs.has_value(), kGradCs, [&] {
+        for (int64_t t = steps - 1; t >= 0; --t) {
+          if (t < steps - 1) at::mm_out(dh, dz.select(0, t + 1), w_hh);
+          const scalar_t* c_prev = t == 0 ? c0_contig.data_ptr<scalar_t>()
+                                          : cs.select(0, t - 1).data_ptr<scalar_t>();
+          gate_math_backward<scalar_t, kGradHs, kGradCs>(
+              gates.select(0, t).data_ptr<scalar_t>(),
+              cs.select(0, t).data_ptr<scalar_t>(), c_prev, dh.data_ptr<scalar_t>(),
+              kGradHs ? grad_hs_contig.select(0, t).data_ptr<scalar_t>() : nullptr,
+              kGradCs ? grad_cs_contig.select(0, t).data_ptr<scalar_t>() : nullptr,
+              dc_carry.data_ptr<scalar_t>(), dz.select(0, t).data_ptr<scalar_t>(), batch,
+              hidden);
         }
-        const scalar_t* c_prev = t == 0 ? c0_contig.data_ptr<scalar_t>()
-                                        : cs.select(0, t - 1).data_ptr<scalar_t>();
-        gate_math_backward<scalar_t, kGradCs>(
-            gates.select(0, t).data_ptr<scalar_t>(), cs.select(0, t).data_ptr<scalar_t>(),
-            c_prev, dh.data_ptr<scalar_t>(),
-            kGradCs ? grad_cs_contig.select(0, t).data_ptr<scalar_t>() : nullptr,
-            dc_carry.data_ptr<scalar_t>(), dz.select(0, t).data_ptr<scalar_t>(), batch,
-            hidden);
-      }
+      });
     });
   });
   // δ_start = (dz_0 W_hh, dc carried past step 0).

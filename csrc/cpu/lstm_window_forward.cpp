@@ -17,25 +17,24 @@
 namespace dni::cpu {
 namespace {
 
-// z [B, 4H] (pre-activations in, activated gates out), c_prev [B, H] → c, h [B, H].
+// Gate math for one step. On entry z [B, 4H] holds σ of the pre-activations, with the
+// g block's pre-activations doubled first so that g = tanh(z_g) = 2σ(2z_g) − 1: the
+// transcendentals of all four gates are one vectorised ATen sigmoid pass, and this loop
+// is left with one tanh per unit. Writes g back, and c, h [B, H].
 template <typename scalar_t>
 void gate_math(scalar_t* z, const scalar_t* c_prev, scalar_t* c, scalar_t* h,
                int64_t batch, int64_t hidden) {
   at::parallel_for(0, batch, lstm_row_grain(hidden), [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      scalar_t* zi = z + b * 4 * hidden;
-      scalar_t* zf = zi + hidden;
-      scalar_t* zg = zf + hidden;
-      scalar_t* zo = zg + hidden;
+      const scalar_t* zi = z + b * 4 * hidden;
+      const scalar_t* zf = zi + hidden;
+      scalar_t* zg = z + b * 4 * hidden + 2 * hidden;
+      const scalar_t* zo = zg + hidden;
       const int64_t row = b * hidden;
       for (int64_t j = 0; j < hidden; ++j) {
-        LstmGates<scalar_t> a;
-        lstm_unit_forward(zi[j], zf[j], zg[j], zo[j], c_prev[row + j], a, c[row + j],
-                          h[row + j]);
-        zi[j] = a.i;
-        zf[j] = a.f;
+        const LstmGates<scalar_t> a{zi[j], zf[j], tanh_from_sigmoid_of_double(zg[j]), zo[j]};
         zg[j] = a.g;
-        zo[j] = a.o;
+        lstm_state_update(a, c_prev[row + j], c[row + j], h[row + j]);
       }
     }
   });
@@ -67,6 +66,8 @@ std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cpu(const Tensor& x, cons
     for (int64_t t = 0; t < steps; ++t) {
       Tensor z = gates.select(0, t);
       z.addmm_(t == 0 ? h0 : hs.select(0, t - 1), w_hh_t);
+      z.narrow(1, 2 * hidden, hidden).mul_(2);
+      z.sigmoid_();
       const scalar_t* c_prev = t == 0 ? c0_contig.data_ptr<scalar_t>()
                                       : cs.select(0, t - 1).data_ptr<scalar_t>();
       gate_math<scalar_t>(z.data_ptr<scalar_t>(), c_prev,

@@ -12,6 +12,20 @@ struct LstmGates {
   T i, f, g, o;  // activated: σ, σ, tanh, σ
 };
 
+// Activated gates and c_{t−1} in; c_t and h_t out.
+template <typename T>
+DNI_HOST_DEVICE void lstm_state_update(const LstmGates<T>& a, T c_prev, T& c, T& h) {
+  c = a.f * c_prev + a.i * a.g;
+  h = a.o * tanh(c);
+}
+
+// tanh(z) from s = σ(2z): tanh(z) = 2σ(2z) − 1. Lets a kernel activate all four gates
+// with one vectorised sigmoid pass (after doubling the g pre-activations).
+template <typename T>
+DNI_HOST_DEVICE T tanh_from_sigmoid_of_double(T s) {
+  return T(2) * s - T(1);
+}
+
 // z (pre-activations) and c_{t−1} in; activated gates, c_t and h_t out.
 template <typename T>
 DNI_HOST_DEVICE void lstm_unit_forward(T zi, T zf, T zg, T zo, T c_prev, LstmGates<T>& a,
@@ -20,8 +34,7 @@ DNI_HOST_DEVICE void lstm_unit_forward(T zi, T zf, T zg, T zo, T c_prev, LstmGat
   a.f = activation_forward<Activation::kSigmoid>(zf);
   a.g = activation_forward<Activation::kTanh>(zg);
   a.o = activation_forward<Activation::kSigmoid>(zo);
-  c = a.f * c_prev + a.i * a.g;
-  h = a.o * tanh(c);
+  lstm_state_update(a, c_prev, c, h);
 }
 
 // One step of BPTT for one unit. dh = ∂L/∂h_t (all paths), dc = ∂L/∂c_t from above

@@ -1,0 +1,115 @@
+"""Benchmark one bootstrapped LSTM window, forward + backward, in one run:
+
+    fused     dni::lstm_dni_window fwd + bwd: the window, the SG prediction at both
+              boundaries, the bootstrap ĝ_end and the SG regression (what DNILSTM runs)
+    eager     the same in plain PyTorch (reference.lstm_dni_window: cell loop + BPTT)
+    nn_lstm   torch.nn.LSTM fwd + bwd alone (oneDNN on CPU, cuDNN on a GPU), no SG
+
+plus a 2048² sgemm for the roofline: the window's LSTM GEMM FLOPs (the same numerator
+for every column, the SG's extra work not counted) ÷ sgemm rate ÷ time.
+
+    python benchmarks/bench_lstm.py            # T ∈ {8, 40}, B ∈ {32, 256}, H ∈ {256, 1024}
+    python benchmarks/bench_lstm.py --quick    # T=8, B=32, H=256 only
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import environment, median_seconds, print_table, set_threads, sgemm_flops_per_second, write_json  # noqa: E402
+
+from dni_kernels import ops, reference  # noqa: E402
+
+SIZES = list(itertools.product([8, 40], [32, 256], [256, 1024]))  # (T, B, H), input size = H
+
+
+def gemm_flops(steps: int, batch: int, inp: int, hidden: int) -> int:
+    """Forward (x W_ihᵀ, h W_hhᵀ) and backward (dh, grad_x, grad_W_ih, grad_W_hh): six
+    GEMMs of 2·T·B·4H·(I or H) FLOPs."""
+    return 3 * 2 * steps * batch * 4 * hidden * (inp + hidden)
+
+
+def make_inputs(steps, batch, hidden, device):
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g) * scale).to(device)
+
+    k = hidden**-0.5
+    return dict(x=r(steps, batch, hidden), h0=r(batch, hidden, scale=0.5), c0=r(batch, hidden, scale=0.5),
+                w_ih=r(4 * hidden, hidden, scale=k), w_hh=r(4 * hidden, hidden, scale=k),
+                bias=r(4 * hidden, scale=0.1), sg_weight=r(hidden, hidden, scale=0.1 * k),
+                sg_bias=r(hidden, scale=0.01), grad_hs=r(steps, batch, hidden))  # fmt: skip
+
+
+def columns(t: dict) -> dict:
+    """name -> fn() running one window fwd + bwd on the inputs `t`."""
+    params = {n: t[n].clone().requires_grad_() for n in ("w_ih", "w_hh", "bias", "sg_weight", "sg_bias")}
+    lstm = torch.nn.LSTM(t["x"].shape[2], t["h0"].shape[1], device=t["x"].device)
+    state = (t["h0"][None], t["c0"][None])
+
+    def fused():
+        for p in params.values():
+            p.grad = None
+        p = params
+        hs, _, _ = ops.lstm_dni_window(t["x"], t["h0"], t["c0"], p["w_ih"], p["w_hh"], p["bias"],
+                                       p["sg_weight"], p["sg_bias"], sg_scale=0.1)  # fmt: skip
+        hs.backward(t["grad_hs"])
+
+    def eager():
+        reference.lstm_dni_window(t["x"], t["h0"], t["c0"], t["w_ih"], t["w_hh"], t["bias"],
+                                  t["sg_weight"], t["sg_bias"], grad_hs=t["grad_hs"], sg_scale=0.1)  # fmt: skip
+
+    def nn_lstm():
+        lstm.zero_grad(set_to_none=True)
+        out, _ = lstm(t["x"], state)
+        out.backward(t["grad_hs"])
+
+    return {"fused": fused, "eager": eager, "nn_lstm": nn_lstm}
+
+
+def run(device: torch.device, sizes, min_run_time: float) -> dict:
+    peak = sgemm_flops_per_second(device)
+    print(f"sgemm 2048^3 on {device}: {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+    rows = []
+    for steps, batch, hidden in sizes:
+        flops = gemm_flops(steps, batch, hidden, hidden)
+        row = {"T": steps, "B": batch, "H": hidden}
+        cols = columns(make_inputs(steps, batch, hidden, device))
+        for name, fn in cols.items():
+            seconds = median_seconds(fn, device=device, min_run_time=min_run_time)
+            row[f"{name}_ms"] = seconds * 1e3
+            row[f"{name}_roofline"] = flops / peak / seconds
+        row["fused/nn_lstm"] = row["fused_ms"] / row["nn_lstm_ms"]
+        row["fused/eager"] = row["fused_ms"] / row["eager_ms"]
+        rows.append(row)
+        print_table(rows[-1:], list(row))
+    print()
+    print_table(rows, list(rows[0]))
+    return {"env": environment(device), "sgemm_flops_per_s": peak, "rows": rows}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="T=8, B=32, H=256 only, short runs")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--min-run-time", type=float, default=1.0)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    results = {}
+    sizes = SIZES[:1] if args.quick else SIZES
+    results["cpu"] = run(torch.device("cpu"), sizes, 0.3 if args.quick else args.min_run_time)
+    if torch.cuda.is_available():
+        results["cuda"] = run(torch.device("cuda"), sizes, args.min_run_time)
+    print("wrote", write_json("bench_lstm", results))
+
+
+if __name__ == "__main__":
+    main()
