@@ -157,3 +157,12 @@ def test_mixed_update_modes_rejected():
     with pytest.raises(ValueError, match="layers"):
         DNISequential(DNILinear(3, 4), DNILinear(4, 4, update="sgd", lr=0.1, lr_sg=0.1),
                       head=nn.Linear(4, 2))  # fmt: skip
+
+
+def test_each_synthesizer_runs_once_per_step():
+    calls = []
+    model = make_mlp(conditioned_on=CLASSES, synthesizer=MLPSynthesizer)
+    for layer in model.layers:
+        layer.synthesizer.register_forward_hook(lambda *_: calls.append(1))
+    _train(model, n=2)
+    assert len(calls) == 2 * len(HIDDEN)
