@@ -166,3 +166,18 @@ def test_each_synthesizer_runs_once_per_step():
         layer.synthesizer.register_forward_hook(lambda *_: calls.append(1))
     _train(model, n=2)
     assert len(calls) == 2 * len(HIDDEN)
+
+
+def test_chain_of_standalone_layers_equals_fused_stack():
+    """Layer by layer (each SG regressed when backward reaches it) == DNISequential
+    (each SG regressed inside the next layer's launch)."""
+    stacked = make_mlp(conditioned_on=CLASSES)
+    chained = copy.deepcopy(stacked)
+    x, y = batches(1)[0]
+    F.cross_entropy(stacked(x, labels=y), y).backward()
+    h = x
+    for layer in chained.layers:
+        h = layer(h, labels=y)
+    F.cross_entropy(chained.head(h), y).backward()
+    for (name, p), q in zip(stacked.named_parameters(), chained.parameters()):
+        assert_close(p.grad, q.grad, name + ".grad")
