@@ -10,4 +10,4 @@ cmake -S . -B build-cmake -G Ninja -DCMAKE_PREFIX_PATH="$prefix" > build-cmake.l
   || { cat build-cmake.log; exit 1; }
 cmake --build build-cmake -j "${MAX_JOBS:-2}" >> build-cmake.log 2>&1 || { tail -50 build-cmake.log; exit 1; }
 echo "cmake build: ok (build-cmake/libdni_kernels.so)"
-.venv/bin/python -m pytest python_tests -q "$@"
+DNI_CMAKE_LIB="$PWD/build-cmake/libdni_kernels.so" .venv/bin/python -m pytest python_tests -q "$@"
