@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import torch
 
-from .experiments import METHODS, Recipe, train
+from .experiments import METHODS, SYNTHESIZERS, Recipe, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"epochs per method (default {default.epochs}; try 100 for longer runs)")  # fmt: skip
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batchnorm", action="store_true",
+                        help="BatchNorm after every hidden layer (all methods; reference path)")  # fmt: skip
+    parser.add_argument("--synthesizer", choices=sorted(SYNTHESIZERS), default=default.synthesizer,
+                        help="SG model of the DNI layers (mlp: reference path)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (small batches are fastest on one)")  # fmt: skip
     parser.add_argument("--out", default=os.path.join("out", "dni_digits.png"),
@@ -34,9 +38,10 @@ def run(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     torch.set_num_threads(args.threads)
-    recipe = replace(Recipe(), epochs=args.epochs)
-    print(f"digits (sklearn), MLP 64-{'-'.join(map(str, recipe.hidden))}-10, Adam, "
-          f"{recipe.epochs} epochs, batch {recipe.batch_size}, seed {args.seed}")  # fmt: skip
+    recipe = replace(Recipe(), epochs=args.epochs, batchnorm=args.batchnorm,
+                     synthesizer=args.synthesizer)
+    print(f"digits (sklearn), MLP 64-{'-'.join(map(str, recipe.hidden))}-10, {recipe}, "
+          f"seed {args.seed}")  # fmt: skip
     results = []
     with tqdm(total=len(args.methods) * recipe.epochs, unit="epoch") as bar:
         for method in args.methods:
