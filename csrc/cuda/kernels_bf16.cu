@@ -1,0 +1,4 @@
+// The CUDA kernels for c10::BFloat16 activations (see launch.cuh).
+#include "launch.cuh"
+
+DNI_INSTANTIATE_CUDA_LAUNCHERS(c10::BFloat16)

@@ -1,0 +1,130 @@
+// linear_step's CUDA kernel registration (dni_kernels/reference.py::linear_step):
+// checks, outputs, workspace, and the choice between the two CUDA paths.
+//
+// Dispatch rule ($DNI_CUDA_PATH, read on every call; default "auto"):
+//   single  one fused kernel (linear_step_single.cuh); needs in, out <= 256.
+//   multi   tiled GEMMs with fused epilogues (linear_step_multi.cuh); any size.
+//   auto    single when in, out <= 256 and batch <= 512 (params.h::fits_single),
+//           else multi. An empty batch always takes multi (no rows, no blocks).
+// The thresholds are set by construction (the single kernel's shared memory, its
+// O·I atomics per 8 rows and its one-block tail), not tuned on a GPU.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <tuple>
+
+#include "dni/checks.h"
+#include "host.h"
+#include "params.h"
+
+namespace dni::cuda {
+namespace {
+
+Path choose_path(int64_t batch, int64_t in, int64_t out) {
+  const char* env = std::getenv("DNI_CUDA_PATH");
+  const std::string mode = env != nullptr ? env : "auto";
+  TORCH_CHECK(mode == "auto" || mode == "single" || mode == "multi",
+              "dni: DNI_CUDA_PATH must be auto, single or multi, got '", mode, "'");
+  if (batch == 0 || mode == "multi") return Path::kMulti;
+  if (mode == "single") {
+    TORCH_CHECK(in <= kSingleMaxFeatures && out <= kSingleMaxFeatures,
+                "dni: DNI_CUDA_PATH=single needs in_features and out_features <= ",
+                kSingleMaxFeatures, ", got ", in, " and ", out,
+                " (unset it, or set auto or multi)");
+    return Path::kSingle;
+  }
+  return fits_single(batch, in, out) ? Path::kSingle : Path::kMulti;
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cuda(
+    const Tensor& x, Tensor& weight, const OptTensor& bias, const OptTensor& weight_grad,
+    const OptTensor& bias_grad, const Tensor& sg_weight, const OptTensor& sg_bias,
+    const OptTensor& sg_table, const OptTensor& labels, c10::string_view activation,
+    double sg_scale, double lr, const OptTensor& prev_h, const OptTensor& prev_sg_raw,
+    const OptTensor& prev_labels, const OptTensor& prev_sg_weight,
+    const OptTensor& prev_sg_bias, const OptTensor& prev_sg_table,
+    const OptTensor& prev_sg_weight_grad, const OptTensor& prev_sg_bias_grad,
+    const OptTensor& prev_sg_table_grad, double prev_lr) {
+  // ---- validate everything before anything is written; label values are checked on
+  // the device (reading them here would synchronise), see device_utils.cuh ----
+  const DtypePolicy policy{/*allow_half_activations=*/true};
+  const Activation act = parse_activation(std::string(activation));
+  check_linear_step(x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias, sg_table,
+                    labels, sg_scale, lr, policy, /*check_label_values=*/false);
+  const std::optional<SgGroup> prev = check_prev_group(
+      x, weight, prev_h, prev_sg_raw, prev_labels, prev_sg_weight, prev_sg_bias,
+      prev_sg_table, prev_sg_weight_grad, prev_sg_bias_grad, prev_sg_table_grad, prev_lr,
+      policy, /*check_label_values=*/false);
+  TORCH_CHECK(x.is_cuda(), "dni: linear_step CUDA kernel got x on ", x.device());
+  check_cuda_dtype(x, "linear_step");
+  const int64_t batch = x.size(0), in = x.size(1), out = weight.size(0);
+  const Path path = choose_path(batch, in, out);
+
+  const c10::cuda::CUDAGuard guard(x.device());
+  const auto opts = x.options();
+  Tensor h = at::empty({batch, out}, opts);
+  Tensor sg_raw = at::empty({batch, out}, opts);
+  Tensor grad_x = at::empty({batch, in}, opts);
+  const bool chained = prev.has_value();
+  Tensor prev_loss = chained ? at::empty({}, opts) : at::zeros({}, opts);
+
+  const bool grads_mode = weight_grad.has_value();
+  LinearStepParams p;
+  p.batch = batch;
+  p.in = in;
+  p.out = out;
+  p.act = act;
+  p.x = strided(x);
+  p.weight = weight.data_ptr();
+  p.weight_dst = grads_mode ? weight_grad->data_ptr() : weight.data_ptr();
+  p.bias = data_or_null(bias);
+  p.bias_dst = data_or_null(grads_mode ? bias_grad : bias);
+  p.sg_weight = sg_weight.data_ptr();
+  p.sg_bias = data_or_null(sg_bias);
+  p.sg_table = data_or_null(sg_table);
+  p.labels = labels_of(labels, sg_table);
+  p.sg_scale = static_cast<float>(sg_scale);
+  p.step = grads_mode ? -1.f : static_cast<float>(lr);
+  p.h = h.data_ptr();
+  p.sg_raw = sg_raw.data_ptr();
+  p.grad_x = grad_x.data_ptr();
+  p.chained = chained;
+  if (chained) {
+    p.prev = sg_regression_params(*prev, prev_lr);
+    p.prev.loss = prev_loss.data_ptr();
+  }
+  const int64_t classes = p.prev.labels.num_classes;
+  auto workspace = allocate_workspace(x, [&](Carver& scratch, Carver& sums) {
+    if (path == Path::kMulti) {
+      p.g = scratch.take(batch * out);
+      if (chained) p.prev.e = scratch.take(batch * in);
+    } else {
+      p.weight_sum = sums.take(out * in);
+      p.counter = reinterpret_cast<unsigned int*>(sums.take(1));
+      if (chained) p.prev.weight_sum = sums.take(in * in);
+    }
+    p.bias_sum = sums.take(out);
+    if (chained) {
+      p.prev.loss_sum = sums.take(1);
+      p.prev.bias_sum = sums.take(in);
+      p.prev.table_sum = sums.take(classes * in);
+    }
+  });
+
+  const bool fp32_params = params_fp32(x, weight);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  with_activation_type(x.scalar_type(), [&](auto type) {
+    launch_linear_step<decltype(type)>(p, path, fp32_params, stream);
+  });
+  return {h, sg_raw, grad_x, prev_loss};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dni, CUDA, m) { m.impl("linear_step", &linear_step_cuda); }
+
+}  // namespace dni::cuda
