@@ -66,7 +66,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cpu(const Tensor& x, cons
     for (int64_t t = 0; t < steps; ++t) {
       Tensor z = gates.select(0, t);
       z.addmm_(t == 0 ? h0 : hs.select(0, t - 1), w_hh_t);
-      z.narrow(1, 2 * hidden, hidden).mul_(2);
+      z.narrow(1, 2 * hidden, hidden).mul_(2.0);
       z.sigmoid_();
       const scalar_t* c_prev = t == 0 ? c0_contig.data_ptr<scalar_t>()
                                       : cs.select(0, t - 1).data_ptr<scalar_t>();
