@@ -204,6 +204,10 @@ std::optional<SgGroup> check_prev_group(
   TORCH_CHECK(prev_h->sizes() == x.sizes(), "dni: prev_h must have x's shape ", x.sizes(),
               " (the previous layer's output is this layer's input), got ",
               prev_h->sizes());
+  // Kernels read prev_h and prev_sg_raw as x's dtype (with half activations the
+  // parameter checks alone would let a float16 x pass with a bfloat16 prev_h).
+  TORCH_CHECK(prev_h->scalar_type() == x.scalar_type(), "dni: prev_h must have x's dtype ",
+              x.scalar_type(), ", got ", prev_h->scalar_type());
   check_sg_group(prev, "prev_", nullptr, prev_lr, policy, check_label_values);
   TORCH_CHECK(prev_sg_weight->scalar_type() == weight.scalar_type(),
               "dni: prev_sg_weight must have dtype ", weight.scalar_type(), ", got ",
