@@ -25,12 +25,13 @@ void check_optional_like(const OptTensor& t, const char* name, at::IntArrayRef s
 }  // namespace
 
 void check_lstm_window(const Tensor& x, const Tensor& h0, const Tensor& c0,
-                       const Tensor& w_ih, const Tensor& w_hh, const OptTensor& bias) {
+                       const Tensor& w_ih, const Tensor& w_hh, const OptTensor& bias,
+                       bool half_on_cpu) {
   TORCH_CHECK(x.dim() == 3, "dni: x must be 3-D [steps, batch, input_size], got ",
               x.sizes());
   TORCH_CHECK(x.size(0) >= 1, "dni: x must hold at least one step, got ", x.sizes());
   const auto dt = x.scalar_type();
-  const bool on_cpu = x.device().is_cpu();
+  const bool on_cpu = x.device().is_cpu() && !half_on_cpu;
   TORCH_CHECK(dt == at::kFloat || dt == at::kDouble ||
                   (!on_cpu && (dt == at::kHalf || dt == at::kBFloat16)),
               "dni: x must be float32 or float64", on_cpu ? " on CPU" : "", ", got ", dt);
@@ -48,8 +49,8 @@ void check_lstm_window_backward(const OptTensor& grad_hs, const OptTensor& grad_
                                 const OptTensor& grad_h_end, const OptTensor& grad_c_end,
                                 const Tensor& x, const Tensor& h0, const Tensor& c0,
                                 const Tensor& w_ih, const Tensor& w_hh, const Tensor& hs,
-                                const Tensor& cs, const Tensor& gates) {
-  check_lstm_window(x, h0, c0, w_ih, w_hh, std::nullopt);
+                                const Tensor& cs, const Tensor& gates, bool half_on_cpu) {
+  check_lstm_window(x, h0, c0, w_ih, w_hh, std::nullopt, half_on_cpu);
   const int64_t steps = x.size(0), batch = x.size(1), hidden = h0.size(1);
   check_like(hs, "hs", {steps, batch, hidden}, x);
   check_like(cs, "cs", {steps, batch, hidden}, x);

@@ -40,6 +40,15 @@ constexpr const char* kSgUpdateArgs =
     "Tensor(a!) sg_weight, Tensor(b!)? sg_bias, Tensor(c!)? sg_table, "
     "Tensor(d!)? sg_weight_grad, Tensor(e!)? sg_bias_grad, Tensor(f!)? sg_table_grad, "
     "float lr) -> Tensor loss";
+constexpr const char* kLstmWindowForwardArgs =
+    "(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? bias) "
+    "-> (Tensor hs, Tensor cs, Tensor gates)";
+
+constexpr const char* kLstmWindowBackwardArgs =
+    "(Tensor? grad_hs, Tensor? grad_cs, Tensor? grad_h_end, Tensor? grad_c_end, "
+    "Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, "
+    "Tensor hs, Tensor cs, Tensor gates) -> (Tensor grad_x, Tensor grad_h0, "
+    "Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_bias)";
 // An op's argument list with the alias marks "(a!)" dropped and "-> ()" returned:
 // the schema of its validation op, derived so the two can never drift apart.
 std::string validation_args(const char* args) {
@@ -67,14 +76,13 @@ TORCH_LIBRARY(dni, m) {
   // the activated gates; BPTT from in-window and boundary gradients to δ_start and
   // the weight gradients; the bootstrapped window whose autograd (dni_kernels/ops.py)
   // injects the SG at s_T and regresses the SG (and aux) heads at s_0.
-  def("lstm_window_forward",
-      "(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? bias) "
-      "-> (Tensor hs, Tensor cs, Tensor gates)");
-  def("lstm_window_backward",
-      "(Tensor? grad_hs, Tensor? grad_cs, Tensor? grad_h_end, Tensor? grad_c_end, "
-      "Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, "
-      "Tensor hs, Tensor cs, Tensor gates) -> (Tensor grad_x, Tensor grad_h0, "
-      "Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_bias)");
+  def("lstm_window_forward", kLstmWindowForwardArgs);
+  def("lstm_window_forward_triton", kLstmWindowForwardArgs);
+  def("lstm_window_backward", kLstmWindowBackwardArgs);
+  def("lstm_window_backward_triton", kLstmWindowBackwardArgs);
+  // Validation only (csrc/lstm_validate.cpp), for the Triton twins.
+  def("_check_lstm_window_forward", validation_args(kLstmWindowForwardArgs).c_str());
+  def("_check_lstm_window_backward", validation_args(kLstmWindowBackwardArgs).c_str());
   def("lstm_dni_window",
       "(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? bias, "
       "Tensor sg_weight, Tensor? sg_bias, Tensor? aux_weight, Tensor? aux_bias, "

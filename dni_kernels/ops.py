@@ -153,22 +153,24 @@ except RuntimeError:  # the compiled library is missing: ops raise on use instea
 
 
 def lstm_window_forward(
-    x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Optional[Tensor] = None
+    x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Optional[Tensor] = None,
+    *, backend: Optional[str] = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """T fused LSTM steps; see :func:`dni_kernels.reference.lstm_window_forward`.
 
     Returns ``(hs, cs, gates)``; differentiable in hs and cs (gates are the saved
-    activations, not differentiable).
+    activations, not differentiable). ``backend``: see :func:`_resolve`; the backward
+    runs on the same backend.
     """
-    require_kernels(x.device)
-    return torch.ops.dni.lstm_window_forward(x, h0, c0, w_ih, w_hh, bias)
+    return _resolve("lstm_window_forward", x.device, backend)(x, h0, c0, w_ih, w_hh, bias)
 
 
 def lstm_cell(
-    x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Optional[Tensor] = None
+    x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Optional[Tensor] = None,
+    *, backend: Optional[str] = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One fused LSTM step (a window of one); see :func:`dni_kernels.reference.lstm_cell`."""
-    hs, cs, gates = lstm_window_forward(x.unsqueeze(0), h, c, w_ih, w_hh, bias)
+    hs, cs, gates = lstm_window_forward(x.unsqueeze(0), h, c, w_ih, w_hh, bias, backend=backend)
     return hs[0], cs[0], gates[0]
 
 
@@ -185,12 +187,13 @@ def lstm_window_backward(
     hs: Tensor,
     cs: Tensor,
     gates: Tensor,
+    *,
+    backend: Optional[str] = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Fused BPTT over a window from in-window and boundary gradients; see
     :func:`dni_kernels.reference.lstm_window_backward`. Returns ``(grad_x, grad_h0,
     grad_c0, grad_w_ih, grad_w_hh, grad_bias)``; (grad_h0, grad_c0) is δ_start."""
-    require_kernels(x.device)
-    return torch.ops.dni.lstm_window_backward(
+    return _resolve("lstm_window_backward", x.device, backend)(
         grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_ih, w_hh, hs, cs, gates)
 
 
@@ -257,8 +260,10 @@ def _register_lstm() -> None:
     def _backward_fake(grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_ih, w_hh,
                        hs, cs, gates):  # fmt: skip
         torch._check(gates.shape[-1] == w_ih.shape[0], lambda: "dni: gates must be [T, B, 4H]")
-        return (torch.empty_like(x), torch.empty_like(h0), torch.empty_like(c0),
-                torch.empty_like(w_ih), torch.empty_like(w_hh), w_ih.new_empty(w_ih.shape[0]))  # fmt: skip
+        # Contiguous, like the kernels' results (empty_like would copy a transposed
+        # input's strides).
+        return tuple(x.new_empty(t.shape) for t in (x, h0, c0, w_ih, w_hh)) + (
+            w_ih.new_empty(w_ih.shape[0]),)  # fmt: skip
 
     def _dni_fake(x, h0, c0, w_ih, w_hh, bias, sg_weight, sg_bias, aux_weight, aux_bias,
                   sg_scale, sg_reads_cell, bootstrap, aux_loss_weight):  # fmt: skip
@@ -269,8 +274,9 @@ def _register_lstm() -> None:
         rows = 3 if aux_weight is not None else 2
         return hs, cs, gates, x.new_empty((rows, x.shape[1], feat))
 
-    torch.library.register_fake("dni::lstm_window_forward")(_window_fake)
-    torch.library.register_fake("dni::lstm_window_backward")(_backward_fake)
+    for suffix in ("", "_triton"):  # each op and its Triton twin share a fake
+        torch.library.register_fake(f"dni::lstm_window_forward{suffix}")(_window_fake)
+        torch.library.register_fake(f"dni::lstm_window_backward{suffix}")(_backward_fake)
     torch.library.register_fake("dni::lstm_dni_window")(_dni_fake)
 
     def _window_setup(ctx, inputs, output):
@@ -280,12 +286,18 @@ def _register_lstm() -> None:
         ctx.has_bias = bias is not None
         ctx.mark_non_differentiable(gates)
 
-    def _window_backward(ctx, grad_hs, grad_cs, _grad_gates):
-        grads = torch.ops.dni.lstm_window_backward(grad_hs, grad_cs, None, None, *ctx.saved_tensors)
-        return *grads[:5], (grads[5] if ctx.has_bias else None)
+    def _window_backward_of(backward_op):
+        def _window_backward(ctx, grad_hs, grad_cs, _grad_gates):
+            grads = backward_op(grad_hs, grad_cs, None, None, *ctx.saved_tensors)
+            return *grads[:5], (grads[5] if ctx.has_bias else None)
 
-    torch.library.register_autograd("dni::lstm_window_forward", _window_backward,
-                                    setup_context=_window_setup)  # fmt: skip
+        return _window_backward
+
+    for suffix in ("", "_triton"):  # the backward runs on the forward's backend
+        torch.library.register_autograd(
+            f"dni::lstm_window_forward{suffix}",
+            _window_backward_of(getattr(torch.ops.dni, f"lstm_window_backward{suffix}").default),
+            setup_context=_window_setup)  # fmt: skip
 
     def _dni_setup(ctx, inputs, output):
         (x, h0, c0, w_ih, w_hh, bias, sg_weight, sg_bias, aux_weight, aux_bias,

@@ -71,9 +71,10 @@ def check(case, fn, reference_fn, output_names, **extra):
 # every interpreted test and still fail to compile. So the tests also compile each
 # kernel for sm_90 (Triton bundles ptxas), in a subprocess without TRITON_INTERPRET.
 
-_POINTER_DTYPES = {"y_ptr": "i64", "py_ptr": "i64", "counter_ptr": "i32", "ws_ptr": "fp32", "pws_ptr": "fp32"}
+_POINTER_DTYPES = {"y_ptr": "i64", "py_ptr": "i64", "counter_ptr": "i32", "ws_ptr": "fp32", "pws_ptr": "fp32",
+                   "dc_ptr": "fp32"}
 _PARAMS = {"w_ptr", "b_ptr", "A_ptr", "a_ptr", "C_ptr", "w_dst", "b_dst", "pA_dst", "pa_dst", "pC_dst"}
-_INTS = {"B", "I", "O", "K", "PK", "F"}
+_INTS = {"B", "I", "O", "K", "PK", "F", "H"}
 _FLOATS = {"sg_scale", "step", "prev_step"}
 
 

@@ -11,10 +11,12 @@ dni_kernels.triton.linear_step.linear_step(..., path="single").
 import torch
 
 from .._extension import require_kernels
-from . import linear_step, sg_update
+from . import linear_step, lstm_window, sg_update
 
-__all__ = ["linear_step", "sg_update"]
+__all__ = ["linear_step", "lstm_window", "sg_update"]
 
 require_kernels(torch.device("cpu"))  # the schemas and the shared checks are compiled
 torch.library.register_kernel("dni::linear_step_triton", ("cpu", "cuda"))(linear_step._linear_step)
 torch.library.register_kernel("dni::sg_update_triton", ("cpu", "cuda"))(sg_update._sg_update)
+for _op in ("lstm_window_forward", "lstm_window_backward"):
+    torch.library.register_kernel(f"dni::{_op}_triton", ("cpu", "cuda"))(getattr(lstm_window, _op))
