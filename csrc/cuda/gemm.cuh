@@ -56,8 +56,10 @@ __global__ void __launch_bounds__(kGemmThreads)
   __shared__ float a_s[kTileK][kTileM + 4];
   __shared__ float b_s[kTileK][kTileN + 4];
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kTileM;
-  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kTileN;
+  // A 1-D grid of tiles, row-major over (m, n): no 65535 limit on either extent.
+  const int64_t tiles_n = (N + kTileN - 1) / kTileN;
+  const int64_t m0 = (blockIdx.x / tiles_n) * kTileM;
+  const int64_t n0 = (blockIdx.x % tiles_n) * kTileN;
   // B as an N × K operand, so stage_tile writes b_s[k][n].
   const Operand<TB> bt{b.data, b.s_c, b.s_r};
 
@@ -100,9 +102,10 @@ template <typename TA, typename TB, typename Epilogue>
 void launch_gemm(Operand<TA> a, Operand<TB> b, int64_t M, int64_t N, int64_t K,
                  const Epilogue& epilogue, cudaStream_t stream) {
   if (M == 0 || N == 0) return;
-  TORCH_CHECK(ceil_div(M, kTileM) <= 65535, "dni: ", M, " rows exceed the CUDA grid");
-  const dim3 grid(ceil_div(N, kTileN), ceil_div(M, kTileM));
-  gemm_kernel<<<grid, kGemmThreads, 0, stream>>>(a, b, M, N, K, epilogue);
+  // At most 2^31 − 1 tiles: an output of 8.8e12 elements, far beyond device memory.
+  const int64_t tiles = ceil_div(M, kTileM) * ceil_div(N, kTileN);
+  gemm_kernel<<<static_cast<unsigned int>(tiles), kGemmThreads, 0, stream>>>(a, b, M, N, K,
+                                                                             epilogue);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

@@ -21,16 +21,19 @@ __global__ void __launch_bounds__(kReduceCols * kReduceRowThreads)
     column_sum_kernel(const float* __restrict__ src, int64_t batch, int64_t feat,
                       Labels labels, float* sums) {
   const int64_t f = static_cast<int64_t>(blockIdx.x) * kReduceCols + threadIdx.x;
-  const int64_t r_begin = static_cast<int64_t>(blockIdx.y) * kReduceRowsPerBlock;
-  const int64_t r_end = r_begin + kReduceRowsPerBlock < batch ? r_begin + kReduceRowsPerBlock
-                                                              : batch;
   if (f >= feat) return;
   float acc = 0.f;
-  for (int64_t r = r_begin + threadIdx.y; r < r_end; r += kReduceRowThreads) {
-    if constexpr (kGather) {
-      atomicAdd(sums + label_at(labels, r) * feat + f, src[r * feat + f]);
-    } else {
-      acc += src[r * feat + f];
+  // Chunks of kReduceRowsPerBlock rows, strided by gridDim.y (capped at 65535).
+  for (int64_t r_begin = static_cast<int64_t>(blockIdx.y) * kReduceRowsPerBlock; r_begin < batch;
+       r_begin += static_cast<int64_t>(gridDim.y) * kReduceRowsPerBlock) {
+    const int64_t r_end =
+        r_begin + kReduceRowsPerBlock < batch ? r_begin + kReduceRowsPerBlock : batch;
+    for (int64_t r = r_begin + threadIdx.y; r < r_end; r += kReduceRowThreads) {
+      if constexpr (kGather) {
+        atomicAdd(sums + label_at(labels, r) * feat + f, src[r * feat + f]);
+      } else {
+        acc += src[r * feat + f];
+      }
     }
   }
   if constexpr (!kGather) atomicAdd(sums + f, acc);
@@ -58,8 +61,8 @@ void reduce_and_apply(const float* src, int64_t batch, int64_t feat, const Label
                       float* sums, P* dst, float scale, float step, cudaStream_t stream) {
   if (dst == nullptr || feat == 0) return;
   if (batch > 0) {
-    const dim3 grid(ceil_div(feat, kReduceCols), ceil_div(batch, kReduceRowsPerBlock));
-    TORCH_CHECK(grid.y <= 65535, "dni: batch ", batch, " exceeds the CUDA grid");
+    const int64_t row_chunks = ceil_div(batch, kReduceRowsPerBlock);
+    const dim3 grid(ceil_div(feat, kReduceCols), row_chunks < 65535 ? row_chunks : 65535);
     const dim3 block(kReduceCols, kReduceRowThreads);
     if (labels.data != nullptr) {
       column_sum_kernel<true><<<grid, block, 0, stream>>>(src, batch, feat, labels, sums);
