@@ -8,7 +8,6 @@
 //           else multi. An empty batch always takes multi (no rows, no blocks).
 // The thresholds are set by construction (the single kernel's shared memory, its
 // O·I atomics per 8 rows and its one-block tail), not tuned on a GPU.
-#include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>

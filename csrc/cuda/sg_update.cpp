@@ -2,7 +2,6 @@
 // multi-launch SG regression of sg_regression.cuh (residual, eᵀh GEMM with the update
 // in its epilogue, column sums). A standalone regression has no forward pass to fuse
 // with, so there is no single-launch variant; DNI_CUDA_PATH does not apply.
-#include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
