@@ -3,7 +3,7 @@
 // Per step (t = T−1 … 0): one GEMM dz_{t+1} W_hh for the recurrent gradient, then one
 // parallel loop for all gate math (adding the in-window gradients) that writes dz_t
 // into a [T, B, 4H] buffer and carries dc. The parameter and input
-// gradients are then a few large GEMMs over the whole window, never per step.
+// gradients are then a few large GEMMs over the whole window (lstm_window_grads.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -12,6 +12,7 @@
 
 #include "dni/lstm_checks.h"
 #include "dni/lstm_math.h"
+#include "dni/lstm_window_grads.h"
 #include "dni/static_switch.h"
 #include "lstm_cpu.h"
 
@@ -54,7 +55,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
                              w_hh, hs, cs, gates);
   TORCH_CHECK(x.device().is_cpu(), "dni: lstm_window_backward CPU kernel got x on ",
               x.device());
-  const int64_t steps = x.size(0), batch = x.size(1), in = x.size(2), hidden = h0.size(1);
+  const int64_t steps = x.size(0), batch = x.size(1), hidden = h0.size(1);
   auto opts = x.options();
   Tensor dz = at::empty({steps, batch, 4 * hidden}, opts);
   // dh holds the gradient reaching h_t from later steps (grad_h_end at t = T−1); the
@@ -86,19 +87,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
       });
     });
   });
-  // δ_start = (dz_0 W_hh, dc carried past step 0).
-  Tensor grad_h0 = at::mm(dz.select(0, 0), w_hh);
-  // Whole-window GEMMs: Σ_t over T·B rows at once.
-  Tensor dz_flat = dz.view({steps * batch, 4 * hidden});
-  Tensor grad_x = at::mm(dz_flat, w_ih).view({steps, batch, in});
-  Tensor grad_w_ih = at::mm(dz_flat.t(), x.reshape({steps * batch, in}));
-  // h_{t−1} is h0 for t = 0 and hs[t−1] after: two GEMMs instead of a concatenation.
-  Tensor grad_w_hh = at::mm(dz.select(0, 0).t(), h0);
-  if (steps > 1) {
-    grad_w_hh.addmm_(dz.narrow(0, 1, steps - 1).reshape({(steps - 1) * batch, 4 * hidden}).t(),
-                     hs.narrow(0, 0, steps - 1).reshape({(steps - 1) * batch, hidden}));
-  }
-  Tensor grad_bias = dz_flat.sum(0);
+  // δ_start = (dz_0 W_hh, dc carried past step 0); the rest are whole-window GEMMs.
+  auto [grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_bias] =
+      lstm_window_gemm_grads(dz, x, h0, w_ih, w_hh, hs);
   return {grad_x, grad_h0, dc_carry, grad_w_ih, grad_w_hh, grad_bias};
 }
 

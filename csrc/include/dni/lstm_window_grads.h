@@ -1,0 +1,19 @@
+// The window-wide part of the LSTM BPTT, shared by the CPU and CUDA backward kernels:
+// once the sequential loop has produced dz [T, B, 4H] (the pre-activation gradients
+// of every step), the input, weight and bias gradients and δ_start's h part are a few
+// large library GEMMs over all T·B rows (BLAS on CPU, cuBLAS on a GPU), never per step.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <tuple>
+
+namespace dni {
+
+// Returns (grad_x [T, B, I], grad_h0 = dz_0 W_hh, grad_w_ih, grad_w_hh, grad_bias),
+// all contiguous, in dz's dtype. dz must be contiguous.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_window_gemm_grads(
+    const at::Tensor& dz, const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih,
+    const at::Tensor& w_hh, const at::Tensor& hs);
+
+}  // namespace dni
