@@ -1,6 +1,6 @@
 #include "dni/lstm_window_grads.h"
 
-#include <ATen/ATen.h>
+#include <ATen/ops/mm.h>
 
 namespace dni {
 

@@ -1,7 +1,10 @@
 // The CUDA LSTM window ops (dni_kernels/reference.py, LSTM section): checks,
 // allocation and the window-wide GEMMs (cuBLAS, through ATen) here; the sequential
 // per-step kernels (recurrent GEMM + fused gate math) in lstm_window_kernels.cu.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/mm.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
