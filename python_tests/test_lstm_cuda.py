@@ -51,6 +51,11 @@ def test_window_matches_reference(shape, dtype, bias, noncontig):
 
 
 @GPU
+def test_empty_batch():
+    check_window((2, 0, 3, 5), torch.float32, "cuda", "cuda", True, False)
+
+
+@GPU
 @pytest.mark.parametrize("reads_cell,aux", [(False, False), (True, True)])
 def test_dni_window_autograd_on_gpu(reads_cell, aux):
     """The bootstrapped window (a C++ composite that calls the window ops through the

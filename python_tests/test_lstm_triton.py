@@ -90,6 +90,11 @@ def test_large_on_gpu(shape, dtype):
     check_window(shape, dtype, "cuda", "triton", True, True)
 
 
+def test_empty_batch():
+    """B = 0: no programs to launch, empty outputs, zero weight gradients."""
+    check_window((2, 0, 3, 5), torch.float32, _device(), "triton", True, False)
+
+
 class _OpLog(TorchDispatchMode):
     """Records the dni ops that run under it."""
 

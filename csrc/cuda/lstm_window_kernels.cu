@@ -112,12 +112,14 @@ dim3 step_grid(int64_t batch, int64_t hidden) {
 
 template <typename T>
 void launch_lstm_forward_step(const LstmForwardStep& p, cudaStream_t stream) {
+  if (p.batch == 0 || p.hidden == 0) return;  // an empty grid is not a valid launch
   lstm_forward_step_kernel<T><<<step_grid(p.batch, p.hidden), kThreads, 0, stream>>>(p);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 template <typename T>
 void launch_lstm_backward_step(const LstmBackwardStep& p, cudaStream_t stream) {
+  if (p.batch == 0 || p.hidden == 0) return;
   DNI_BOOL_SWITCH(p.grad_h.data != nullptr, kGradH, [&] {
     DNI_BOOL_SWITCH(p.grad_c.data != nullptr, kGradC, [&] {
       lstm_backward_step_kernel<T, kGradH, kGradC>

@@ -184,7 +184,7 @@ def lstm_window_forward(x, h0, c0, w_ih, w_hh, bias=None):
             torch.addmm(bias, x_flat, w_ih.t(), out=z_flat)
         else:
             torch.mm(x_flat, w_ih.t(), out=z_flat)
-        for t in range(steps):
+        for t in range(steps if batch * hidden else 0):  # no empty grids
             hp, cp = (h0, c0) if t == 0 else (hs[t - 1], cs[t - 1])
             _forward_step_kernel[grid](hp, *hp.stride(), cp, *cp.stride(), w_hh, *w_hh.stride(),
                                        gates[t], cs[t], hs[t], batch, hidden,
@@ -212,7 +212,7 @@ def lstm_window_backward(grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_
           else torch.zeros((batch, hidden), dtype=torch.float32, device=x.device))  # fmt: skip
     bb, bh, bk, grid = _blocks(batch, hidden)
     with on_device(x):
-        for t in reversed(range(steps)):
+        for t in reversed(range(steps if batch * hidden else 0)):
             last = t == steps - 1
             cp = c0 if t == 0 else cs[t - 1]
             _backward_step_kernel[grid](
@@ -232,7 +232,8 @@ def lstm_window_backward(grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_
         grad_w_ih = torch.mm(dz_flat.t(), x.reshape(steps * batch, inp))
         grad_w_hh = torch.mm(dz[0].t(), h0)
         if steps > 1:  # h_{t−1} = hs[t−1] for t ≥ 1: no concatenation with h0
-            grad_w_hh.addmm_(dz[1:].reshape(-1, 4 * hidden).t(), hs[:-1].reshape(-1, hidden))
+            rows = (steps - 1) * batch
+            grad_w_hh.addmm_(dz[1:].reshape(rows, 4 * hidden).t(), hs[:-1].reshape(rows, hidden))
         grad_bias = dz_flat.sum(0, dtype=torch.float32).to(x.dtype)
     return grad_x, grad_h0, dc.to(x.dtype), grad_w_ih, grad_w_hh, grad_bias
 
