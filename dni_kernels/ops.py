@@ -69,14 +69,16 @@ def linear_step(
     ``backend``: see :func:`_resolve`.
     """
     p = prev if prev is not None else PrevSG(None, None, None)
-    return _resolve("linear_step", x.device, backend)(
-        x, weight, bias, weight_grad, bias_grad,
-        sg_weight, sg_bias, sg_table, labels,
-        activation, float(sg_scale), float(lr),
-        p.h, p.sg_raw, p.labels,
-        p.sg_weight, p.sg_bias, p.sg_table,
-        p.sg_weight_grad, p.sg_bias_grad, p.sg_table_grad, float(p.lr),
-    )  # fmt: skip
+    op = _resolve("linear_step", x.device, backend)
+    with torch.no_grad():  # a training step, like optimizer.step(): nothing to record
+        return op(
+            x, weight, bias, weight_grad, bias_grad,
+            sg_weight, sg_bias, sg_table, labels,
+            activation, float(sg_scale), float(lr),
+            p.h, p.sg_raw, p.labels,
+            p.sg_weight, p.sg_bias, p.sg_table,
+            p.sg_weight_grad, p.sg_bias_grad, p.sg_table_grad, float(p.lr),
+        )  # fmt: skip
 
 
 def sg_update(
@@ -98,11 +100,13 @@ def sg_update(
 
     Returns the loss (1/B) Σ ‖sg_raw − target‖² as a 0-dim tensor.
     """
-    return _resolve("sg_update", h.device, backend)(
-        h, sg_raw, target, labels,
-        sg_weight, sg_bias, sg_table,
-        sg_weight_grad, sg_bias_grad, sg_table_grad, float(lr),
-    )  # fmt: skip
+    op = _resolve("sg_update", h.device, backend)
+    with torch.no_grad():  # a training step, like optimizer.step(): nothing to record
+        return op(
+            h, sg_raw, target, labels,
+            sg_weight, sg_bias, sg_table,
+            sg_weight_grad, sg_bias_grad, sg_table_grad, float(lr),
+        )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------
@@ -213,6 +217,7 @@ def lstm_dni_window(
     sg_reads_cell: bool = False,
     bootstrap: bool = True,
     aux_loss_weight: float = 1.0,
+    backend: Optional[str] = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One bootstrapped window; see :func:`dni_kernels.reference.lstm_dni_window`.
 
@@ -220,9 +225,9 @@ def lstm_dni_window(
     backward of any loss on hs/cs runs BPTT from that loss plus ĝ_end = sg_scale·M(s_T)
     (zero with ``bootstrap=False``), returns δ_start as the gradient of (h0, c0), and
     gives the SG (and aux) parameters the gradients of their regressions.
+    ``backend``: see :func:`_resolve`; the backward runs on the same backend.
     """
-    require_kernels(x.device)
-    hs, cs, _, sg_raw = torch.ops.dni.lstm_dni_window(
+    hs, cs, _, sg_raw = _resolve("lstm_dni_window", x.device, backend)(
         x, h0, c0, w_ih, w_hh, bias, sg_weight, sg_bias, aux_weight, aux_bias,
         float(sg_scale), bool(sg_reads_cell), bool(bootstrap), float(aux_loss_weight))  # fmt: skip
     return hs, cs, sg_raw
@@ -232,14 +237,14 @@ def _sg_input(h: Tensor, c: Tensor, sg_reads_cell: bool) -> Tensor:
     return torch.cat([h, c], dim=-1) if sg_reads_cell else h
 
 
-def _regression_grads(inp, raw, target, weight, bias, loss_weight):
+def _regression_grads(inp, raw, target, weight, bias, loss_weight, sg_update_op):
     """Gradients of loss_weight·(1/B) Σ ‖raw − target‖² for the head raw = inp Aᵀ + a,
-    by the fused dni::sg_update in "grads" mode into fresh buffers (it reads A, a
-    only for their shapes there)."""
+    by the fused dni::sg_update (or its Triton twin) in "grads" mode into fresh
+    buffers (it reads A, a only for their shapes there)."""
     grad_weight = torch.zeros_like(weight)
     grad_bias = torch.zeros_like(bias) if bias is not None else None
-    torch.ops.dni.sg_update(inp, raw, target, None, weight, bias, None,
-                            grad_weight, grad_bias, None, 0.0)  # fmt: skip
+    sg_update_op(inp, raw, target, None, weight, bias, None,
+                 grad_weight, grad_bias, None, 0.0)  # fmt: skip
     if loss_weight != 1.0:
         grad_weight = grad_weight * loss_weight
         grad_bias = grad_bias * loss_weight if grad_bias is not None else None
@@ -278,6 +283,7 @@ def _register_lstm() -> None:
         torch.library.register_fake(f"dni::lstm_window_forward{suffix}")(_window_fake)
         torch.library.register_fake(f"dni::lstm_window_backward{suffix}")(_backward_fake)
     torch.library.register_fake("dni::lstm_dni_window")(_dni_fake)
+    torch.library.register_fake("dni::lstm_dni_window_triton")(_dni_fake)
 
     def _window_setup(ctx, inputs, output):
         x, h0, c0, w_ih, w_hh, bias = inputs
@@ -308,30 +314,38 @@ def _register_lstm() -> None:
         ctx.has_bias = bias is not None
         ctx.mark_non_differentiable(gates, sg_raw)
 
-    def _dni_backward(ctx, grad_hs, grad_cs, _grad_gates, _grad_sg_raw):
+    def _dni_backward_of(suffix):
+        """The bootstrapped window's backward, made of the ops `<name><suffix>`."""
+        window_backward = getattr(torch.ops.dni, f"lstm_window_backward{suffix}").default
+        sg_update = getattr(torch.ops.dni, f"sg_update{suffix}").default
+        return lambda ctx, *grads: _dni_backward(ctx, *grads, window_backward, sg_update)
+
+    def _dni_backward(ctx, grad_hs, grad_cs, _grad_gates, _grad_sg_raw, window_backward, sg_update):
         (x, h0, c0, w_ih, w_hh, hs, cs, gates, sg_raw, sg_weight, sg_bias, aux_weight,
          aux_bias) = ctx.saved_tensors  # fmt: skip
         hidden, reads_cell = h0.shape[1], ctx.sg_reads_cell
         # The bootstrap: BPTT starts from ĝ_end = sg_scale·M(s_T) at the window's end.
         g_end = ctx.sg_scale * sg_raw[1] if ctx.bootstrap else torch.zeros_like(sg_raw[1])
         grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias = (
-            torch.ops.dni.lstm_window_backward(
+            window_backward(
                 grad_hs, grad_cs, g_end[:, :hidden], g_end[:, hidden:] if reads_cell else None,
                 x, h0, c0, w_ih, w_hh, hs, cs, gates))  # fmt: skip
         s_start = _sg_input(h0, c0, reads_cell)
         sg_grads = aux_grads = (None, None)
         if ctx.needs_input_grad[6] or ctx.needs_input_grad[7]:
             delta_start = _sg_input(grad_h0, grad_c0, reads_cell)
-            sg_grads = _regression_grads(s_start, sg_raw[0], delta_start, sg_weight, sg_bias, 1.0)
+            sg_grads = _regression_grads(s_start, sg_raw[0], delta_start, sg_weight, sg_bias, 1.0,
+                                         sg_update)  # fmt: skip
         if aux_weight is not None and (ctx.needs_input_grad[8] or ctx.needs_input_grad[9]):
             aux_grads = _regression_grads(s_start, sg_raw[2], g_end, aux_weight, aux_bias,
-                                          ctx.aux_loss_weight)  # fmt: skip
+                                          ctx.aux_loss_weight, sg_update)  # fmt: skip
         return (grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh,
                 grad_bias if ctx.has_bias else None, *sg_grads, *aux_grads,
                 None, None, None, None)  # fmt: skip
 
-    torch.library.register_autograd("dni::lstm_dni_window", _dni_backward,
-                                    setup_context=_dni_setup)  # fmt: skip
+    for suffix in ("", "_triton"):  # the backward runs on the forward's backend
+        torch.library.register_autograd(f"dni::lstm_dni_window{suffix}", _dni_backward_of(suffix),
+                                        setup_context=_dni_setup)  # fmt: skip
 
 
 try:

@@ -211,3 +211,16 @@ def test_no_weight_sized_temporary(mode):
 
     assert peak_allocation(reference.linear_step) >= weight_bytes
     assert peak_allocation(ops.linear_step) < weight_bytes // 4
+
+
+def test_accepts_parameters_that_require_grad():
+    """Like optimizer.step(), the op runs under no_grad: nn.Parameters work directly."""
+    case = make_linear_step_case(4, 6, 5, dtype=torch.float64)
+    expected = case.clone()
+    expected_out = expected.call(reference.linear_step)
+    case.weight = torch.nn.Parameter(case.weight)
+    case.bias = torch.nn.Parameter(case.bias)
+    out = case.call(ops.linear_step)
+    assert not any(t.requires_grad for t in out)
+    assert_close(case.weight.detach(), expected.weight, "weight")
+    assert_close(out[2], expected_out[2], "grad_x")

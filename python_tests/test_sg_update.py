@@ -93,3 +93,12 @@ def test_bad_input_names_argument_and_writes_nothing(arg, corrupt):
         case.call(ops.sg_update)
     for name, old in before.items():
         assert torch.equal(case.mutable()[name], old), f"{name} was modified by a refused call"
+
+
+def test_overflowing_loss_is_inf_not_an_error():
+    """A diverging run: the float32 loss overflows to inf, as the reference's does."""
+    case = make_sg_update_case(3, 4)
+    case.target.mul_(1e30)
+    expected = case.clone().call(reference.sg_update)
+    got = case.call(ops.sg_update)
+    assert torch.isinf(expected) and torch.isinf(got)

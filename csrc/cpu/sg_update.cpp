@@ -102,7 +102,10 @@ Tensor sg_regression(const SgGroup& g, const Tensor& target, double lr) {
     Tensor labels = g.labels->contiguous();
     scatter_update(e, labels.data_ptr<int64_t>(), dst, scale, step);
   }
-  return at::scalar_tensor(batch > 0 ? sum_sq / batch : 0.0, g.h.options());
+  // Through float64 then an unchecked cast: a diverging run's loss overflows float32
+  // to inf (as the reference's would) instead of raising.
+  return at::scalar_tensor(batch > 0 ? sum_sq / batch : 0.0, g.h.options().dtype(at::kDouble))
+      .to(g.h.scalar_type());
 }
 
 namespace {
