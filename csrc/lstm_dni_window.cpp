@@ -6,6 +6,8 @@
 // Registered as CompositeExplicitAutograd: it is device-agnostic. Its autograd
 // (dni_kernels/ops.py) bootstraps BPTT from sg_scale·M(s_T) through
 // dni::lstm_window_backward and regresses the heads with dni::sg_update.
+// dni::lstm_dni_window_triton is the same composite over the Triton twins
+// (dni::lstm_window_forward_triton here; *_triton ops in its autograd).
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
@@ -17,12 +19,17 @@
 namespace dni {
 namespace {
 
+// kTriton: dni::lstm_window_forward_triton (the Triton twin), else the C++ kernels'
+// dni::lstm_window_forward.
+template <bool kTriton>
 std::tuple<Tensor, Tensor, Tensor> call_window_forward(const Tensor& x, const Tensor& h0,
                                                        const Tensor& c0, const Tensor& w_ih,
                                                        const Tensor& w_hh,
                                                        const OptTensor& bias) {
   static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("dni::lstm_window_forward", "")
+                       .findSchemaOrThrow(kTriton ? "dni::lstm_window_forward_triton"
+                                                  : "dni::lstm_window_forward",
+                                          "")
                        .typed<std::tuple<Tensor, Tensor, Tensor>(
                            const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                            const Tensor&, const OptTensor&)>();
@@ -42,16 +49,17 @@ void linear_into(Tensor out, const Tensor& inp, const Tensor& weight, const OptT
   }
 }
 
+template <bool kTriton>
 std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_dni_window(
     const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
     const Tensor& w_hh, const OptTensor& bias, const Tensor& sg_weight,
     const OptTensor& sg_bias, const OptTensor& aux_weight, const OptTensor& aux_bias,
     double sg_scale, bool sg_reads_cell, bool bootstrap, double aux_loss_weight) {
-  check_lstm_window(x, h0, c0, w_ih, w_hh, bias);
+  check_lstm_window(x, h0, c0, w_ih, w_hh, bias, /*half_on_cpu=*/kTriton);
   check_lstm_sg(h0, sg_weight, sg_bias, aux_weight, aux_bias, sg_scale, sg_reads_cell,
                 aux_loss_weight);
   (void)bootstrap;  // read by the backward only
-  auto [hs, cs, gates] = call_window_forward(x, h0, c0, w_ih, w_hh, bias);
+  auto [hs, cs, gates] = call_window_forward<kTriton>(x, h0, c0, w_ih, w_hh, bias);
   const int64_t steps = x.size(0), batch = x.size(1);
   const int64_t feat = sg_weight.size(0);
   const Tensor s_start = sg_input(h0, c0, sg_reads_cell);
@@ -67,7 +75,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_dni_window(
 }  // namespace
 
 TORCH_LIBRARY_IMPL(dni, CompositeExplicitAutograd, m) {
-  m.impl("lstm_dni_window", &lstm_dni_window);
+  m.impl("lstm_dni_window", &lstm_dni_window<false>);
+  m.impl("lstm_dni_window_triton", &lstm_dni_window<true>);
 }
 
 }  // namespace dni

@@ -32,7 +32,7 @@ constexpr const char* kLinearStepArgs =
     "Tensor? prev_h, Tensor? prev_sg_raw, Tensor? prev_labels, "
     "Tensor(e!)? prev_sg_weight, Tensor(f!)? prev_sg_bias, Tensor(g!)? prev_sg_table, "
     "Tensor(h!)? prev_sg_weight_grad, Tensor(i!)? prev_sg_bias_grad, "
-    "Tensor(j!)? prev_sg_table_grad, float prev_lr) "
+    "Tensor(j!)? prev_sg_table_grad, float prev_lr, bool compute_grad_x=True) "
     "-> (Tensor h, Tensor sg_raw, Tensor grad_x, Tensor prev_loss)";
 
 constexpr const char* kSgUpdateArgs =
@@ -49,6 +49,11 @@ constexpr const char* kLstmWindowBackwardArgs =
     "Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, "
     "Tensor hs, Tensor cs, Tensor gates) -> (Tensor grad_x, Tensor grad_h0, "
     "Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_bias)";
+constexpr const char* kLstmDniWindowArgs =
+    "(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? bias, "
+    "Tensor sg_weight, Tensor? sg_bias, Tensor? aux_weight, Tensor? aux_bias, "
+    "float sg_scale, bool sg_reads_cell, bool bootstrap, float aux_loss_weight) "
+    "-> (Tensor hs, Tensor cs, Tensor gates, Tensor sg_raw)";
 // An op's argument list with the alias marks "(a!)" dropped and "-> ()" returned:
 // the schema of its validation op, derived so the two can never drift apart.
 std::string validation_args(const char* args) {
@@ -63,6 +68,8 @@ TORCH_LIBRARY(dni, m) {
   };
   // One decoupled layer step (see dni_kernels/reference.py::linear_step). Optional
   // prev_* group: the lower layer's SG regression toward this step's grad_x.
+  // compute_grad_x=False (a first layer: its input needs no gradient) skips grad_x
+  // and returns an empty tensor in its place; the prev_* group must then be absent.
   def("linear_step", kLinearStepArgs);
   def("linear_step_triton", kLinearStepArgs);
   // SG regression toward a target (see dni_kernels/reference.py::sg_update).
@@ -83,9 +90,6 @@ TORCH_LIBRARY(dni, m) {
   // Validation only (csrc/lstm_validate.cpp), for the Triton twins.
   def("_check_lstm_window_forward", validation_args(kLstmWindowForwardArgs).c_str());
   def("_check_lstm_window_backward", validation_args(kLstmWindowBackwardArgs).c_str());
-  def("lstm_dni_window",
-      "(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? bias, "
-      "Tensor sg_weight, Tensor? sg_bias, Tensor? aux_weight, Tensor? aux_bias, "
-      "float sg_scale, bool sg_reads_cell, bool bootstrap, float aux_loss_weight) "
-      "-> (Tensor hs, Tensor cs, Tensor gates, Tensor sg_raw)");
+  def("lstm_dni_window", kLstmDniWindowArgs);
+  def("lstm_dni_window_triton", kLstmDniWindowArgs);  // runs the window's Triton twins
 }

@@ -58,6 +58,7 @@ def linear_step(
     weight_grad: Optional[Tensor] = None,
     bias_grad: Optional[Tensor] = None,
     prev: Optional[PrevSG] = None,
+    compute_grad_x: bool = True,
     backend: Optional[str] = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One fused decoupled-layer step; see :func:`dni_kernels.reference.linear_step`.
@@ -66,6 +67,8 @@ def linear_step(
     ("sgd" mode, step ``lr``) or, when ``weight_grad`` is given, adds the gradients to
     ``weight_grad``/``bias_grad`` ("grads" mode). With ``prev`` it also regresses the
     lower layer's SG toward the ``grad_x`` it computes, in the same call.
+    ``compute_grad_x=False`` (no ``prev``) skips grad_x and returns an empty tensor
+    in its place: for a first layer, whose input needs no gradient.
     ``backend``: see :func:`_resolve`.
     """
     p = prev if prev is not None else PrevSG(None, None, None)
@@ -78,6 +81,7 @@ def linear_step(
             p.h, p.sg_raw, p.labels,
             p.sg_weight, p.sg_bias, p.sg_table,
             p.sg_weight_grad, p.sg_bias_grad, p.sg_table_grad, float(p.lr),
+            compute_grad_x,
         )  # fmt: skip
 
 
@@ -119,7 +123,7 @@ def _register_fakes() -> None:
                           sg_table, labels, activation, sg_scale, lr, prev_h, prev_sg_raw,
                           prev_labels, prev_sg_weight, prev_sg_bias, prev_sg_table,
                           prev_sg_weight_grad, prev_sg_bias_grad, prev_sg_table_grad,
-                          prev_lr):  # fmt: skip
+                          prev_lr, compute_grad_x=True):  # fmt: skip
         torch._check(x.dim() == 2, lambda: "dni: x must be 2-D")
         torch._check(weight.dim() == 2 and weight.shape[1] == x.shape[1],
                      lambda: "dni: weight must be [out_features, in_features]")  # fmt: skip
@@ -128,8 +132,10 @@ def _register_fakes() -> None:
                      lambda: "dni: sg_weight must be [out_features, out_features]")  # fmt: skip
         if prev_h is not None:
             torch._check(prev_h.shape == x.shape, lambda: "dni: prev_h must match x")
+            torch._check(compute_grad_x, lambda: "dni: compute_grad_x=False with prev_*")
         h = x.new_empty((x.shape[0], out))
-        return h, torch.empty_like(h), x.new_empty(x.shape), x.new_empty(())
+        grad_x = x.new_empty(x.shape) if compute_grad_x else x.new_empty((0,))
+        return h, torch.empty_like(h), grad_x, x.new_empty(())
 
     def _sg_update_fake(h, sg_raw, target, labels, sg_weight, sg_bias, sg_table,
                         sg_weight_grad, sg_bias_grad, sg_table_grad, lr):  # fmt: skip

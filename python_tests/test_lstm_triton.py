@@ -13,7 +13,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dni_kernels import ops, reference
-from test_lstm import GRAD_NAMES, make_window
+from test_lstm import GRAD_NAMES, _dni_inputs, make_window
 from tolerances import assert_close, assert_low_precision_close
 from triton_helpers import DEVICES, INTERPRETED, compile_for_sm90, skip_unsupported
 
@@ -133,6 +133,28 @@ def test_autograd_runs_the_backward_on_the_same_backend():
     assert_close(c, c_r, "cell c")
 
 
+@pytest.mark.parametrize("reads_cell,aux,bootstrap", [(False, False, True), (True, True, True),
+                                                      (True, False, False)])  # fmt: skip
+def test_dni_window_matches_reference(reads_cell, aux, bootstrap):
+    """ops.lstm_dni_window(backend="triton"): the composite over the Triton twins; its
+    backward runs lstm_window_backward_triton and sg_update_triton only."""
+    w, heads = _dni_inputs((4, 3, 5, 9), torch.float32, reads_cell, aux)
+    w, heads = ([t.to(_device()) if t is not None else None for t in ts] for ts in (w, heads))
+    kw = dict(sg_scale=0.3, sg_reads_cell=reads_cell, bootstrap=bootstrap, aux_loss_weight=0.5)
+    leaves = [t.clone().requires_grad_() for t in w + heads if t is not None]
+    hs, _, sg_raw = ops.lstm_dni_window(*leaves[:8], *(leaves[8:] or [None, None]), backend="triton", **kw)
+    grad_hs = torch.randn(hs.shape, device=_device())
+    with _OpLog() as log:
+        got = torch.autograd.grad(hs, leaves, grad_hs)
+    assert set(log.ops) == {"lstm_window_backward_triton", "sg_update_triton"}, log.ops
+    r = reference.lstm_dni_window(*w, *heads, grad_hs=grad_hs, **kw)
+    assert_close(hs, r.hs, "hs")
+    assert_close(sg_raw[:2], r.sg_raw, "sg_raw")
+    names = GRAD_NAMES + ("grad_sg_weight", "grad_sg_bias", "grad_aux_weight", "grad_aux_bias")
+    for g, n in zip(got, [n for n in names if getattr(r, n) is not None]):
+        assert_close(g, getattr(r, n), n)
+
+
 def _opcheck_samples():
     w = window_inputs((3, 2, 5, 4), torch.float32, _device(), noncontig=True)
     yield "lstm_window_forward_triton", [t.clone().requires_grad_() for t in w]
@@ -140,9 +162,11 @@ def _opcheck_samples():
     g = torch.randn(3, 2, 4, device=_device())
     yield "lstm_window_backward_triton", (g, None, g[0], None, *w[:5], hs, cs, gates)
     yield "lstm_window_backward_triton", (None, g, None, g[1], *w[:5], hs, cs, gates)
+    wd, heads = _dni_inputs((3, 2, 5, 4), torch.float32, True, True)
+    yield "lstm_dni_window_triton", (*[t.to(_device()).requires_grad_() for t in wd + heads], 0.1, True, True, 0.5)
 
 
-@pytest.mark.parametrize("i", range(3))
+@pytest.mark.parametrize("i", range(4))
 def test_opcheck(i):
     name, args = list(_opcheck_samples())[i]
     torch.library.opcheck(getattr(torch.ops.dni, name).default, tuple(args))
