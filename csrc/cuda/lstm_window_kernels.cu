@@ -26,11 +26,12 @@ constexpr int kThreads = kTile * kTile;
 // units (four accumulators share each staged h tile), then c_t, h_t.
 template <typename T>
 __global__ void __launch_bounds__(kThreads) lstm_forward_step_kernel(LstmForwardStep p) {
-  __shared__ float h_s[kTile][kTile + 1];        // [row][k]
-  __shared__ float w_s[4][kTile][kTile + 1];     // [gate][unit][k]
+  __shared__ float h_s[kTile][kTile + 1];     // [row][k]
+  __shared__ float w_s[4][kTile][kTile + 1];  // [gate][unit][k]
   const int tx = threadIdx.x % kTile, ty = threadIdx.x / kTile;
   const int64_t H = p.hidden;
-  const int64_t b0 = static_cast<int64_t>(blockIdx.y) * kTile, j0 = static_cast<int64_t>(blockIdx.x) * kTile;
+  const int64_t b0 = static_cast<int64_t>(blockIdx.y) * kTile;
+  const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kTile;
   const int64_t b = b0 + ty, j = j0 + tx;
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
   for (int64_t k0 = 0; k0 < H; k0 += kTile) {
@@ -72,7 +73,8 @@ __global__ void __launch_bounds__(kThreads) lstm_backward_step_kernel(LstmBackwa
   __shared__ float w_s[kTile][kTile + 1];  // [k][unit] of W_hh
   const int tx = threadIdx.x % kTile, ty = threadIdx.x / kTile;
   const int64_t H = p.hidden, K = 4 * p.hidden;
-  const int64_t b0 = static_cast<int64_t>(blockIdx.y) * kTile, j0 = static_cast<int64_t>(blockIdx.x) * kTile;
+  const int64_t b0 = static_cast<int64_t>(blockIdx.y) * kTile;
+  const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kTile;
   const int64_t b = b0 + ty, j = j0 + tx;
   const T* dz_next = static_cast<const T*>(p.dz_next);
   float dh = 0.f;
@@ -105,7 +107,8 @@ __global__ void __launch_bounds__(kThreads) lstm_backward_step_kernel(LstmBackwa
 }
 
 dim3 step_grid(int64_t batch, int64_t hidden) {
-  return dim3(static_cast<unsigned>(ceil_div(hidden, kTile)), static_cast<unsigned>(ceil_div(batch, kTile)));
+  return dim3(static_cast<unsigned>(ceil_div(hidden, kTile)),
+              static_cast<unsigned>(ceil_div(batch, kTile)));
 }
 
 }  // namespace
