@@ -192,12 +192,17 @@ std::optional<SgGroup> check_prev_group(
     const OptTensor& prev_sg_weight, const OptTensor& prev_sg_bias,
     const OptTensor& prev_sg_table, const OptTensor& prev_sg_weight_grad,
     const OptTensor& prev_sg_bias_grad, const OptTensor& prev_sg_table_grad,
-    double prev_lr, const DtypePolicy& policy, bool check_label_values) {
+    double prev_lr, bool compute_grad_x, const DtypePolicy& policy,
+    bool check_label_values) {
   const bool chained = prev_sg_weight.has_value();
   TORCH_CHECK(chained == prev_h.has_value() && chained == prev_sg_raw.has_value(),
               "dni: prev_h, prev_sg_raw and prev_sg_weight come together (the previous "
               "layer's SG regression) or not at all");
   if (!chained) return std::nullopt;
+  TORCH_CHECK(compute_grad_x,
+              "dni: compute_grad_x=False with the prev_* group: the previous layer's SG "
+              "regresses toward grad_x, so it must be computed (drop prev_* or pass "
+              "compute_grad_x=True)");
   SgGroup prev{*prev_h,        *prev_sg_raw,        prev_labels,
                *prev_sg_weight, prev_sg_bias,        prev_sg_table,
                prev_sg_weight_grad, prev_sg_bias_grad, prev_sg_table_grad};

@@ -23,14 +23,14 @@ void check_linear_step_op(
     const OptTensor& prev_sg_weight, const OptTensor& prev_sg_bias,
     const OptTensor& prev_sg_table, const OptTensor& prev_sg_weight_grad,
     const OptTensor& prev_sg_bias_grad, const OptTensor& prev_sg_table_grad,
-    double prev_lr) {
+    double prev_lr, bool compute_grad_x) {
   parse_activation(std::string(activation));
   const bool check_values = x.is_cpu();
   check_linear_step(x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias, sg_table,
                     labels, sg_scale, lr, kPolicy, check_values);
   check_prev_group(x, weight, prev_h, prev_sg_raw, prev_labels, prev_sg_weight,
                    prev_sg_bias, prev_sg_table, prev_sg_weight_grad, prev_sg_bias_grad,
-                   prev_sg_table_grad, prev_lr, kPolicy, check_values);
+                   prev_sg_table_grad, prev_lr, compute_grad_x, kPolicy, check_values);
 }
 
 void check_sg_update_op(const Tensor& h, const Tensor& sg_raw, const Tensor& target,

@@ -162,6 +162,7 @@ def linear_step(
     weight_grad: Optional[Tensor] = None,
     bias_grad: Optional[Tensor] = None,
     prev: Optional[PrevSG] = None,
+    compute_grad_x: bool = True,
     sg_override: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One decoupled layer step. Returns ``(h, sg_raw, grad_x, prev_loss)``.
@@ -174,9 +175,16 @@ def linear_step(
     * if ``prev`` is given: the lower layer's SG regression toward this ``grad_x``
       (see :func:`sg_update`); its loss is ``prev_loss`` (0 without ``prev``).
 
+    ``compute_grad_x=False`` (a first layer, whose input needs no gradient) skips
+    grad_x and returns an empty tensor ``x.new_empty(0)`` in its place; ``prev``
+    (whose regression target is grad_x) must then be absent.
+
     ``sg_override`` is a test-only oracle: it replaces ĝ by a given gradient, so one
     step with the exact ∂L/∂h equals one SGD step of ordinary backprop.
     """
+    if prev is not None and not compute_grad_x:
+        raise ValueError("dni: compute_grad_x=False with prev: the previous layer's SG "
+                         "regresses toward grad_x, so it must be computed")
     z = x @ weight.t()
     if bias is not None:
         z = z + bias
@@ -184,7 +192,7 @@ def linear_step(
     sg_raw = sg_predict(h, sg_weight, sg_bias, sg_table, labels)
     sg = sg_scale * sg_raw if sg_override is None else sg_override
     g = sg * activation_derivative(h, activation)
-    grad_x = g @ weight  # before the update below
+    grad_x = g @ weight if compute_grad_x else x.new_empty(0)  # before the update below
     d_weight = g.t() @ x
     d_bias = g.sum(0)
     if weight_grad is not None:

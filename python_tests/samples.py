@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from dni_kernels import reference
 from dni_kernels.reference import PrevSG
 
 
@@ -96,6 +97,7 @@ class LinearStepCase:
     weight_grad: Optional[Tensor] = None
     bias_grad: Optional[Tensor] = None
     prev: Optional[SgState] = None
+    compute_grad_x: bool = True
 
     def clone(self) -> "LinearStepCase":
         def c(v):
@@ -113,7 +115,8 @@ class LinearStepCase:
             self.x, self.weight, self.bias, self.sg_weight, self.sg_bias, self.sg_table, self.labels,
             activation=self.activation, sg_scale=self.sg_scale, lr=self.lr,
             weight_grad=self.weight_grad, bias_grad=self.bias_grad,
-            prev=self.prev.as_prev() if self.prev is not None else None, **extra,
+            prev=self.prev.as_prev() if self.prev is not None else None,
+            compute_grad_x=self.compute_grad_x, **extra,
         )  # fmt: skip
 
     def op_args(self) -> tuple:
@@ -124,7 +127,7 @@ class LinearStepCase:
             self.sg_weight, self.sg_bias, self.sg_table, self.labels,
             self.activation, self.sg_scale, self.lr,
             p.h, p.sg_raw, p.labels, p.sg_weight, p.sg_bias, p.sg_table,
-            p.sg_weight_grad, p.sg_bias_grad, p.sg_table_grad, p.lr,
+            p.sg_weight_grad, p.sg_bias_grad, p.sg_table_grad, p.lr, self.compute_grad_x,
         )  # fmt: skip
 
     def mutable(self) -> dict:
@@ -225,3 +228,24 @@ def check_against_reference(case, fn, reference_fn, output_names, **extra):
     for (name, a), e in zip(actual_case.mutable().items(), expected_case.mutable().values()):
         assert_close(a, e, name)
     return actual
+
+
+def check_without_grad_x(case, fn, **extra):
+    """compute_grad_x=False (a first layer; `case` not chained): grad_x is an empty
+    tensor, and h, sg_raw, prev_loss and every updated tensor match both the
+    reference's and `fn`'s own compute_grad_x=True call. Float32/float64 cases."""
+    from tolerances import assert_close
+
+    ref_case, full_case, skip_case = (dataclasses.replace(case.clone(), compute_grad_x=flag)
+                                      for flag in (False, True, False))  # fmt: skip
+    expected = ref_case.call(reference.linear_step)
+    full = full_case.call(fn, **extra)
+    actual = skip_case.call(fn, **extra)
+    grad_x = actual[2]
+    assert grad_x.shape == (0,) and grad_x.dtype == case.x.dtype and grad_x.device == case.x.device
+    for other, other_case in ((expected, ref_case), (full, full_case)):
+        for name, a, e in zip(LINEAR_STEP_OUTPUTS, actual, other):
+            if name != "grad_x":
+                assert_close(a, e, name)
+        for (name, a), e in zip(skip_case.mutable().items(), other_case.mutable().values()):
+            assert_close(a, e, name)

@@ -23,7 +23,8 @@ import torch
 
 import dni_kernels
 from dni_kernels import ops, reference
-from samples import LINEAR_STEP_OUTPUTS, make_linear_step_case, make_sg_update_case
+from samples import (LINEAR_STEP_OUTPUTS, check_without_grad_x, make_linear_step_case,
+                     make_sg_update_case)  # fmt: skip
 from tolerances import assert_close, assert_low_precision_close
 from triton_helpers import cast_case, check
 
@@ -166,6 +167,20 @@ def test_empty_batch_changes_nothing(path):
 
 
 @GPU
+@pytest.mark.parametrize("shape", [(7, 33, 17), (70, 256, 200), LARGE])
+@pytest.mark.parametrize("num_classes", [None, 10])
+def test_without_grad_x(num_classes, shape, path):
+    """compute_grad_x=False (a first layer): the same step, grad_x an empty tensor (the
+    single kernel computes no grad_x columns; the multi path skips the grad_x GEMM)."""
+    if path == "single" and shape == LARGE:
+        pytest.skip("the single kernel takes at most 256 features")
+    case = make_linear_step_case(*shape, device="cuda", num_classes=num_classes,
+                                 mode="grads" if num_classes else "sgd",
+                                 noncontig=num_classes is None)  # fmt: skip
+    check_without_grad_x(case, ops.linear_step)
+
+
+@GPU
 def test_runs_on_the_current_stream(path):
     case = make_linear_step_case(8, 20, 12, device="cuda", chain=True, num_classes=4, chain_classes=4)
     stream = torch.cuda.Stream()
@@ -185,6 +200,9 @@ def test_runs_on_the_current_stream(path):
 def test_linear_step_opcheck(cfg, path):
     case = make_linear_step_case(5, 9, 7, device="cuda", **cfg)
     torch.library.opcheck(torch.ops.dni.linear_step.default, case.op_args())
+    if case.prev is None:
+        case.compute_grad_x = False
+        torch.library.opcheck(torch.ops.dni.linear_step.default, case.op_args())
 
 
 @GPU
@@ -220,6 +238,7 @@ def _bad_inputs():
     yield "bias_grad", set_("bias_grad", lambda c: None)
     yield "prev_h", lambda c: setattr(c.prev, "h", c.prev.h[:-1])
     yield "prev_h", lambda c: setattr(c.prev, "h", c.prev.h.half())  # read as x's dtype
+    yield "compute_grad_x", set_("compute_grad_x", lambda c: False)  # with the chain
 
 
 @GPU

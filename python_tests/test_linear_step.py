@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from dni_kernels import ops, reference
-from samples import LINEAR_STEP_OUTPUTS, check_against_reference, make_linear_step_case
+from samples import (LINEAR_STEP_OUTPUTS, check_against_reference, check_without_grad_x,
+                     make_linear_step_case)  # fmt: skip
 from tolerances import assert_close
 
 SHAPES = [(1, 5, 3), (7, 33, 17), (32, 64, 48), (3, 20, 20)]
@@ -37,6 +38,16 @@ def test_matches_reference(cfg):
     cfg = dict(cfg)
     case = make_linear_step_case(*cfg.pop("shape"), **cfg)
     check_against_reference(case, ops.linear_step, reference.linear_step, LINEAR_STEP_OUTPUTS)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["sgd", "grads"])
+@pytest.mark.parametrize("num_classes", [None, 10])
+def test_without_grad_x(num_classes, mode, dtype):
+    """compute_grad_x=False (a first layer): the same step, grad_x an empty tensor."""
+    case = make_linear_step_case(7, 33, 17, dtype=dtype, mode=mode, num_classes=num_classes,
+                                 activation="tanh", noncontig=num_classes is None)  # fmt: skip
+    check_without_grad_x(case, ops.linear_step)
 
 
 @pytest.mark.parametrize("mode", ["sgd", "grads"])
@@ -146,6 +157,9 @@ def test_chain_trains_a_stack(mode):
 def test_opcheck(cfg):
     case = make_linear_step_case(5, 9, 7, **cfg)
     torch.library.opcheck(torch.ops.dni.linear_step.default, case.op_args())
+    if case.prev is None:
+        case.compute_grad_x = False
+        torch.library.opcheck(torch.ops.dni.linear_step.default, case.op_args())
 
 
 def test_torch_compile_fullgraph():
@@ -178,6 +192,7 @@ def _bad_inputs():
     yield "prev_h", lambda c: setattr(c.prev, "h", c.prev.h[:-1])
     yield "prev_labels", lambda c: setattr(c.prev, "labels", c.prev.labels + 3)
     yield "prev_lr", lambda c: setattr(c.prev, "lr", -1.0)
+    yield "compute_grad_x", set_("compute_grad_x", lambda c: False)  # with the chain
 
 
 @pytest.mark.parametrize("arg,corrupt", list(_bad_inputs()), ids=lambda v: v if isinstance(v, str) else "")

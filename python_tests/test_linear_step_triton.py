@@ -13,7 +13,8 @@ import torch
 from dni_kernels import ops, reference
 from dni_kernels.triton import _common
 from dni_kernels.triton.linear_step import linear_step as triton_linear_step
-from samples import LINEAR_STEP_OUTPUTS, check_against_reference, make_linear_step_case
+from samples import (LINEAR_STEP_OUTPUTS, check_against_reference, check_without_grad_x,
+                     make_linear_step_case)  # fmt: skip
 from tolerances import tol
 from triton_helpers import DEVICES, INTERPRETED, PATHS, cast_case, check, compile_for_sm90, skip_unsupported
 
@@ -46,6 +47,18 @@ def test_matches_reference(cfg, device, path):
     skip_unsupported(device, cfg["dtype"])
     case = make_linear_step_case(*cfg.pop("shape"), device=device, **cfg)
     check(case, triton_linear_step, reference.linear_step, LINEAR_STEP_OUTPUTS, path=path)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("num_classes", [None, 10])
+def test_without_grad_x(num_classes, device, path):
+    """compute_grad_x=False (a first layer): the same step, grad_x an empty tensor
+    (the single launch's GRAD_X=False variant; the tiled path skips _grad_x_kernel)."""
+    case = make_linear_step_case(9, 20, 12, device=device, num_classes=num_classes,
+                                 mode="grads" if num_classes else "sgd",
+                                 noncontig=num_classes is None)  # fmt: skip
+    check_without_grad_x(case, triton_linear_step, path=path)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -113,11 +126,15 @@ def test_auto_path_rule(monkeypatch):
 @pytest.mark.parametrize(
     "cfg",
     [dict(mode="sgd", num_classes=10, chain=True, chain_classes=3, noncontig=True),
-     dict(mode="grads", bias=False, chain=True, activation="sigmoid")],
+     dict(mode="grads", bias=False, chain=True, activation="sigmoid"),
+     dict(mode="sgd", num_classes=1, sg_bias=False, activation="identity")],
 )  # fmt: skip
 def test_opcheck(cfg):
     case = make_linear_step_case(5, 9, 7, **cfg)
     torch.library.opcheck(torch.ops.dni.linear_step_triton.default, case.op_args())
+    if case.prev is None:
+        case.compute_grad_x = False
+        torch.library.opcheck(torch.ops.dni.linear_step_triton.default, case.op_args())
 
 
 def test_torch_compile_fullgraph():
@@ -152,6 +169,7 @@ def _bad_inputs():
     yield "prev_h", lambda c: setattr(c.prev, "h", c.prev.h[:-1])
     yield "prev_lr", lambda c: setattr(c.prev, "lr", float("nan"))
     yield "float64", lambda c: vars(c).update(vars(cast_case(c, torch.float64)))
+    yield "compute_grad_x", set_("compute_grad_x", lambda c: False)  # with the chain
     if INTERPRETED:  # label values are range-checked on the host for CPU tensors only
         yield "labels", set_("labels", lambda c: torch.full_like(c.labels, 10))  # K = 10
         yield "prev_labels", lambda c: setattr(c.prev, "labels", c.prev.labels - 4)

@@ -1,6 +1,7 @@
 // The fused DNI layer step on CPU (dni_kernels/reference.py::linear_step).
 //
-// Four BLAS calls write into preallocated outputs; the elementwise stages between
+// Four BLAS calls (three without compute_grad_x, which skips grad_x = g W) write into
+// preallocated outputs; the elementwise stages between
 // them are single parallel loops with the activation and conditioning fixed at
 // compile time. The weight update is fused into the weight-gradient GEMM
 // (W.addmm_(gᵀ, x, beta=1, alpha=−lr)): no [O, I] temporary is ever allocated.
@@ -84,7 +85,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cpu(
     const OptTensor& prev_labels, const OptTensor& prev_sg_weight,
     const OptTensor& prev_sg_bias, const OptTensor& prev_sg_table,
     const OptTensor& prev_sg_weight_grad, const OptTensor& prev_sg_bias_grad,
-    const OptTensor& prev_sg_table_grad, double prev_lr) {
+    const OptTensor& prev_sg_table_grad, double prev_lr, bool compute_grad_x) {
   // ---- validate everything before anything is written ----
   const DtypePolicy policy{false};
   const Activation act = parse_activation(std::string(activation));
@@ -93,7 +94,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cpu(
   const std::optional<SgGroup> prev = check_prev_group(
       x, weight, prev_h, prev_sg_raw, prev_labels, prev_sg_weight, prev_sg_bias,
       prev_sg_table, prev_sg_weight_grad, prev_sg_bias_grad, prev_sg_table_grad, prev_lr,
-      policy, /*check_label_values=*/true);
+      compute_grad_x, policy, /*check_label_values=*/true);
   const bool chained = prev.has_value();
   TORCH_CHECK(x.device().is_cpu(), "dni: linear_step CPU kernel got x on ", x.device());
 
@@ -102,7 +103,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cpu(
   Tensor h = at::empty({batch, out}, opts);
   Tensor sg_raw = at::empty({batch, out}, opts);
   Tensor g = at::empty({batch, out}, opts);
-  Tensor grad_x = at::empty({batch, in}, opts);
+  // Without compute_grad_x (a first layer) an empty tensor stands in for grad_x.
+  Tensor grad_x = compute_grad_x ? at::empty({batch, in}, opts) : at::empty({0}, opts);
 
   // z = x Wᵀ + b, then h = φ(z) in place.
   if (bias.has_value()) {
@@ -129,7 +131,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cpu(
     });
   });
   // grad_x = g W with W before its update.
-  at::mm_out(grad_x, g, weight);
+  if (compute_grad_x) at::mm_out(grad_x, g, weight);
   // W ← W − lr·gᵀx straight into W's storage ("grads" mode: W.grad += gᵀx).
   const bool grads_mode = weight_grad.has_value();
   const double step = grads_mode ? -1.0 : lr;

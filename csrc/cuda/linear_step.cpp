@@ -47,7 +47,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cuda(
     const OptTensor& prev_labels, const OptTensor& prev_sg_weight,
     const OptTensor& prev_sg_bias, const OptTensor& prev_sg_table,
     const OptTensor& prev_sg_weight_grad, const OptTensor& prev_sg_bias_grad,
-    const OptTensor& prev_sg_table_grad, double prev_lr) {
+    const OptTensor& prev_sg_table_grad, double prev_lr, bool compute_grad_x) {
   // ---- validate everything before anything is written; label values are checked on
   // the device (reading them here would synchronise), see device_utils.cuh ----
   const DtypePolicy policy{/*allow_half_activations=*/true};
@@ -57,7 +57,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cuda(
   const std::optional<SgGroup> prev = check_prev_group(
       x, weight, prev_h, prev_sg_raw, prev_labels, prev_sg_weight, prev_sg_bias,
       prev_sg_table, prev_sg_weight_grad, prev_sg_bias_grad, prev_sg_table_grad, prev_lr,
-      policy, /*check_label_values=*/false);
+      compute_grad_x, policy, /*check_label_values=*/false);
   TORCH_CHECK(x.is_cuda(), "dni: linear_step CUDA kernel got x on ", x.device());
   check_cuda_dtype(x, "linear_step");
   const int64_t batch = x.size(0), in = x.size(1), out = weight.size(0);
@@ -67,7 +67,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cuda(
   const auto opts = x.options();
   Tensor h = at::empty({batch, out}, opts);
   Tensor sg_raw = at::empty({batch, out}, opts);
-  Tensor grad_x = at::empty({batch, in}, opts);
+  // Without compute_grad_x (a first layer) an empty tensor stands in for grad_x.
+  Tensor grad_x = compute_grad_x ? at::empty({batch, in}, opts) : at::empty({0}, opts);
   const bool chained = prev.has_value();
   Tensor prev_loss = chained ? at::empty({}, opts) : at::zeros({}, opts);
 
@@ -91,6 +92,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cuda(
   p.h = h.data_ptr();
   p.sg_raw = sg_raw.data_ptr();
   p.grad_x = grad_x.data_ptr();
+  p.compute_grad_x = compute_grad_x;
   p.chained = chained;
   if (chained) {
     p.prev = sg_regression_params(*prev, prev_lr);

@@ -3,7 +3,8 @@
 //
 //   z = x Wᵀ + b,  h = φ(z)                 forward GEMM, bias + activation epilogue
 //   ĝ_raw = h Aᵀ + a + C[y], g = s·ĝ_raw·φ′ SG GEMM, cDNI gather + g epilogue
-//   grad_x = g W                           grad_x GEMM (+ prev residual e and loss)
+//   grad_x = g W                           grad_x GEMM (+ prev residual e and loss);
+//                                          not launched without compute_grad_x
 //   W ← W − lr·gᵀx                         weight-gradient GEMM, update epilogue
 //   b ← b − lr·Σ g                         column sums, then apply
 //   prev SG regression toward grad_x       sg_regression.cuh
@@ -90,11 +91,13 @@ void run_multi(const LinearStepParams& p, cudaStream_t stream) {
     launch_gemm(Operand<T>{h, out, 1}, Operand<P>{static_cast<const P*>(p.sg_weight), 1, out},
                 batch, out, out, epilogue, stream);
   });
-  launch_gemm(Operand<float>{p.g, out, 1}, Operand<P>{weight, in, 1}, batch, in, out,
-              GradXEpilogue<T>{static_cast<T*>(p.grad_x), in, p.prev.sg_raw,
-                               p.chained ? p.prev.e : nullptr,
-                               p.chained ? p.prev.loss_sum : nullptr},
-              stream);
+  if (p.compute_grad_x) {
+    launch_gemm(Operand<float>{p.g, out, 1}, Operand<P>{weight, in, 1}, batch, in, out,
+                GradXEpilogue<T>{static_cast<T*>(p.grad_x), in, p.prev.sg_raw,
+                                 p.chained ? p.prev.e : nullptr,
+                                 p.chained ? p.prev.loss_sum : nullptr},
+                stream);
+  }
   // gᵀ as an [O, B] operand times x [B, I], straight into W (or W.grad).
   launch_gemm(Operand<float>{p.g, 1, out}, x, out, in, batch,
               UpdateEpilogue<P>{static_cast<P*>(p.weight_dst), in, 1.f, p.step}, stream);

@@ -24,9 +24,10 @@
 // Labels are range-checked (CUDA_KERNEL_ASSERT) by every block before it counts
 // itself finished; a trapped block never counts, so no weight is written.
 //
-// Optional bias / SG bias / cDNI table / prev chain are tested at run time: the tests
-// are uniform across the grid and outside the inner loops, and templating them would
-// multiply this kernel's instantiations by 16 (activation and dtypes are templates).
+// Optional bias / SG bias / cDNI table / prev chain / grad_x (compute_grad_x) are
+// tested at run time: the tests are uniform across the grid and outside the inner
+// loops, and templating them would multiply this kernel's instantiations by 32
+// (activation and dtypes are templates).
 #pragma once
 
 #include <c10/cuda/CUDAException.h>
@@ -139,9 +140,10 @@ __global__ void __launch_bounds__(kSingleThreads)
   __syncthreads();
 
   // grad_x = g W (W is only written by the last block, below), a thread per column i;
-  // chained: e = prev_sg_raw − grad_x and its squares.
+  // chained (which implies compute_grad_x): e = prev_sg_raw − grad_x and its squares.
   float sq = 0.f;
-  for (int64_t i = tid; i < in; i += kSingleThreads) {
+  const int64_t grad_x_cols = p.compute_grad_x ? in : 0;
+  for (int64_t i = tid; i < grad_x_cols; i += kSingleThreads) {
     float acc[R] = {};
     for (int64_t o = 0; o < out; ++o) {
       const float w = to_float(weight[o * in + i]);

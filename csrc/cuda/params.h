@@ -50,7 +50,8 @@ struct SgRegressionParams {
 };
 
 // One decoupled layer step (reference.py::linear_step). Outputs h, sg_raw [B, O] and
-// grad_x [B, I] are contiguous, in the activation dtype.
+// grad_x [B, I] are contiguous, in the activation dtype; without compute_grad_x (then
+// never chained) grad_x is neither computed nor written.
 struct LinearStepParams {
   int64_t batch = 0, in = 0, out = 0;
   Activation act = Activation::kIdentity;
@@ -67,6 +68,7 @@ struct LinearStepParams {
   void* h = nullptr;
   void* sg_raw = nullptr;
   void* grad_x = nullptr;
+  bool compute_grad_x = true;
   bool chained = false;
   SgRegressionParams prev;  // the lower layer's SG, regressed toward grad_x
   // float32 workspace: g [B, O] (multi path scratch); zeroed sums weight_sum [O, I],

@@ -8,11 +8,11 @@ chain) ≤ 2²⁰ atomically added elements, tiled otherwise; see _common.py):
 
 * single launch (`_linear_step_single_kernel`, for small layers, where launch
   latency dominates): one program per block of batch rows computes z, h, ĝ, g and
-  grad_x for its rows — every stage is row-local — plus its rows' share of gᵀx, Σg
-  and, with the chain, of the previous SG's regression sums. Those shares are added
-  to a float32 workspace with `tl.atomic_add`. W cannot be updated as the shares
-  arrive: other programs still read W for their grad_x = g·W (which must see W
-  before the update). So the update waits for the last program: each program bumps
+  (unless compute_grad_x is False) grad_x for its rows — every stage is row-local —
+  plus its rows' share of gᵀx, Σg and, with the chain, of the previous SG's
+  regression sums. Those shares are added to a float32 workspace with
+  `tl.atomic_add`. W cannot be updated as the shares arrive: other programs still
+  read W for their grad_x = g·W (which must see W before the update). So the update waits for the last program: each program bumps
   an arrival counter once it is done (`is_last_program`), and the one that sees
   count = programs − 1 applies W, b and the previous SG's updates from the workspace.
   Memory ordering: a `tl.debug_barrier()` first makes every thread of the program
@@ -23,15 +23,16 @@ chain) ≤ 2²⁰ atomically added elements, tiled otherwise; see _common.py):
   device work is the zero-fill of that workspace (counter included).
 * tiled (multi-launch): GEMM kernels with fused epilogues, in stream order —
   `_forward_kernel` h = φ(xWᵀ + b); `_sg_kernel` ĝ_raw = hAᵀ + a + C[y] and
-  g = s·ĝ_raw⊙φ′ (stored in the activations' dtype); `_grad_x_kernel` grad_x = gW;
+  g = s·ĝ_raw⊙φ′ (stored in the activations' dtype); `_grad_x_kernel` grad_x = gW
+  (not launched without compute_grad_x);
   `_weight_update_kernel` W ← W − lr·gᵀx tile by tile in its epilogue (read the W
   tile, subtract, write back: no O×I temporary), after grad_x has read W; its first
   tile column also reduces Σg for b; then, with the chain,
   sg_update.sg_regression_gemm_kernel toward grad_x.
 
-Activation, bias, conditioning and chain are tl.constexpr; the update mode is not a
-branch at all ("grads" mode passes the .grad buffers as update targets with step
-−1). Nothing is autotuned (the kernels update weights in place; timing a config
+Activation, bias, conditioning, chain and grad_x are tl.constexpr; the update mode
+is not a branch at all ("grads" mode passes the .grad buffers as update targets with
+step −1). Nothing is autotuned (the kernels update weights in place; timing a config
 would apply the update again): block sizes come from a small table.
 """
 
@@ -88,10 +89,11 @@ def _linear_step_single_kernel(
     B, I, O, K, PK, sg_scale, step, prev_step,
     ACT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SG_BIAS: tl.constexpr,
     CONDITIONED: tl.constexpr, CHAIN: tl.constexpr, PREV_HAS_BIAS: tl.constexpr,
-    PREV_CONDITIONED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_O: tl.constexpr,
-    BLOCK_I: tl.constexpr, DOT_DTYPE: tl.constexpr,
+    PREV_CONDITIONED: tl.constexpr, GRAD_X: tl.constexpr, BLOCK_B: tl.constexpr,
+    BLOCK_O: tl.constexpr, BLOCK_I: tl.constexpr, DOT_DTYPE: tl.constexpr,
 ):  # fmt: skip
-    """Workspaces: ws = [dW (O·I) | db (O)], pws = sg_update's single-launch layout."""
+    """Workspaces: ws = [dW (O·I) | db (O)], pws = sg_update's single-launch layout.
+    CHAIN implies GRAD_X (the chain regresses toward grad_x)."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     outs = tl.arange(0, BLOCK_O)
@@ -118,26 +120,27 @@ def _linear_step_single_kernel(
         tl.atomic_add(ws_ptr + O * I + outs, tl.sum(g, axis=0), mask=out_mask)
     g_dot = g.to(DOT_DTYPE)
     g_t = tl.trans(g_dot)
-    # Per chunk of input features: grad_x = g W, this block's gᵀx, and the chain.
+    # Per chunk of input features: this block's gᵀx, grad_x = g W, and the chain.
     for i0 in range(0, I, BLOCK_I):
         ins = i0 + tl.arange(0, BLOCK_I)
         in_mask = ins < I
         in_tile = row_mask[:, None] & in_mask[None, :]
-        w = tl.load(w_ptr + outs[:, None] * I + ins[None, :],
-                    mask=out_mask[:, None] & in_mask[None, :], other=0.0)  # fmt: skip
-        gx = tl.dot(g_dot, w.to(DOT_DTYPE), input_precision="ieee").to(act_dtype)
-        tl.store(gx_ptr + rows[:, None] * I + ins[None, :], gx, mask=in_tile)
         x = tl.load(x_ptr + rows[:, None] * s_xb + ins[None, :] * s_xi, mask=in_tile, other=0.0)
         d_w = tl.dot(g_t, x.to(DOT_DTYPE), input_precision="ieee")
         tl.atomic_add(ws_ptr + outs[:, None] * I + ins[None, :], d_w,
                       mask=out_mask[:, None] & in_mask[None, :])  # fmt: skip
-        if CHAIN:
-            p_raw = tl.load(praw_ptr + rows[:, None] * s_prb + ins[None, :] * s_pri,
-                            mask=in_tile, other=0.0)  # fmt: skip
-            e = tl.where(in_tile, (p_raw - gx).to(tl.float32), 0.0)
-            regress_rows(e, rows, row_mask, ins, in_mask, ph_ptr, s_phb, s_phi, py_ptr, s_py,
-                         pws_ptr, I, PK, PREV_HAS_BIAS, PREV_CONDITIONED, BLOCK_B, BLOCK_I,
-                         DOT_DTYPE)  # fmt: skip
+        if GRAD_X:
+            w = tl.load(w_ptr + outs[:, None] * I + ins[None, :],
+                        mask=out_mask[:, None] & in_mask[None, :], other=0.0)  # fmt: skip
+            gx = tl.dot(g_dot, w.to(DOT_DTYPE), input_precision="ieee").to(act_dtype)
+            tl.store(gx_ptr + rows[:, None] * I + ins[None, :], gx, mask=in_tile)
+            if CHAIN:
+                p_raw = tl.load(praw_ptr + rows[:, None] * s_prb + ins[None, :] * s_pri,
+                                mask=in_tile, other=0.0)  # fmt: skip
+                e = tl.where(in_tile, (p_raw - gx).to(tl.float32), 0.0)
+                regress_rows(e, rows, row_mask, ins, in_mask, ph_ptr, s_phb, s_phi, py_ptr,
+                             s_py, pws_ptr, I, PK, PREV_HAS_BIAS, PREV_CONDITIONED, BLOCK_B,
+                             BLOCK_I, DOT_DTYPE)  # fmt: skip
     if is_last_program(counter_ptr):
         update_flat(w_dst, ws_ptr, O * I, step, 1024)
         if HAS_BIAS:
@@ -247,10 +250,11 @@ def _launch_multi(x, weight, bias, sg_weight, sg_bias, sg_table, labels, act, sg
                      y, y.stride(0), raw, g, batch, out_f, k, sg_scale,
                      ACT=act, HAS_SG_BIAS=sg_bias is not None, CONDITIONED=k > 0,
                      BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, DOT_DTYPE=dot)  # fmt: skip
-    bm, bn, bk = _gemm_blocks(batch, in_f, out_f)
-    grid = (triton.cdiv(batch, bm), triton.cdiv(in_f, bn))
-    _grad_x_kernel[grid](g, weight, grad_x, batch, in_f, out_f,
-                         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, DOT_DTYPE=dot)  # fmt: skip
+    if grad_x is not None:
+        bm, bn, bk = _gemm_blocks(batch, in_f, out_f)
+        grid = (triton.cdiv(batch, bm), triton.cdiv(in_f, bn))
+        _grad_x_kernel[grid](g, weight, grad_x, batch, in_f, out_f,
+                             BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, DOT_DTYPE=dot)  # fmt: skip
     bm, bn, bk = _gemm_blocks(out_f, in_f, batch)
     grid = (triton.cdiv(out_f, bm), triton.cdiv(in_f, bn))
     _weight_update_kernel[grid](g, x, *x.stride(), w_dst, or_dummy(b_dst, weight),
@@ -272,12 +276,12 @@ def _launch_single(x, weight, bias, sg_weight, sg_bias, sg_table, labels, act, s
     _linear_step_single_kernel[(max(1, triton.cdiv(batch, SINGLE_ROWS)),)](
         x, *x.stride(), weight, or_dummy(bias, weight), sg_weight,
         or_dummy(sg_bias, weight), or_dummy(sg_table, weight), y, y.stride(0),
-        w_dst, or_dummy(b_dst, weight), h, raw, grad_x, ws, counter, loss,
+        w_dst, or_dummy(b_dst, weight), h, raw, or_dummy(grad_x, h), ws, counter, loss,
         ph, phs0, phs1, praw, prs0, prs1, py, pys, pa_w, pa_b, pa_c, ws[n_layer:],
         batch, in_f, out_f, k, p.num_classes, sg_scale, step, p.step,
         ACT=act, HAS_BIAS=bias is not None, HAS_SG_BIAS=sg_bias is not None,
         CONDITIONED=k > 0, CHAIN=prev is not None, PREV_HAS_BIAS=p.bias is not None,
-        PREV_CONDITIONED=p.table is not None, BLOCK_B=SINGLE_ROWS,
+        PREV_CONDITIONED=p.table is not None, GRAD_X=grad_x is not None, BLOCK_B=SINGLE_ROWS,
         BLOCK_O=pow2(out_f), BLOCK_I=pow2(in_f, hi=SINGLE_CHUNK), DOT_DTYPE=DOT_DTYPES[x.dtype],
         num_warps=SINGLE_WARPS,
     )  # fmt: skip
@@ -286,13 +290,15 @@ def _launch_single(x, weight, bias, sg_weight, sg_bias, sg_table, labels, act, s
 def _linear_step(x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias, sg_table,
                  labels, activation, sg_scale, lr, prev_h, prev_sg_raw, prev_labels,
                  prev_sg_weight, prev_sg_bias, prev_sg_table, prev_sg_weight_grad,
-                 prev_sg_bias_grad, prev_sg_table_grad, prev_lr, path=None):  # fmt: skip
-    """The op's kernel (schema argument order)."""
+                 prev_sg_bias_grad, prev_sg_table_grad, prev_lr, compute_grad_x=True,
+                 path=None):  # fmt: skip
+    """The op's kernel (schema argument order). The launchers take grad_x=None
+    without compute_grad_x; the op returns an empty tensor in its place."""
     torch.ops.dni._check_linear_step.default(
         x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias, sg_table, labels,
         activation, float(sg_scale), float(lr), prev_h, prev_sg_raw, prev_labels,
         prev_sg_weight, prev_sg_bias, prev_sg_table, prev_sg_weight_grad,
-        prev_sg_bias_grad, prev_sg_table_grad, float(prev_lr),
+        prev_sg_bias_grad, prev_sg_table_grad, float(prev_lr), compute_grad_x,
     )  # fmt: skip
     check_device_and_dtype(x)
     batch, in_f = x.shape
@@ -307,9 +313,10 @@ def _linear_step(x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias, sg
     step = -1.0 if grads_mode else float(lr)
     h = torch.empty((batch, out_f), dtype=x.dtype, device=x.device)
     raw = torch.empty_like(h)
-    grad_x = torch.empty((batch, in_f), dtype=x.dtype, device=x.device)
+    grad_x = x.new_empty((batch, in_f) if compute_grad_x else (0,))
     args = (x, weight, bias, sg_weight, sg_bias, sg_table, labels, ACTIVATION_IDS[activation],
-            float(sg_scale), w_dst, b_dst, step, h, raw, grad_x)  # fmt: skip
+            float(sg_scale), w_dst, b_dst, step, h, raw,
+            grad_x if compute_grad_x else None)  # fmt: skip
     programs = max(1, triton.cdiv(batch, SINGLE_ROWS))
     atomics = programs * (out_f * in_f + (in_f * in_f if prev else 0))
     single = choose_path(path, out_f, atomics) == "single"
@@ -327,7 +334,7 @@ def _linear_step(x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias, sg
 
 def linear_step(x, weight, bias, sg_weight, sg_bias=None, sg_table=None, labels=None, *,
                 activation="relu", sg_scale=1.0, lr, weight_grad=None, bias_grad=None,
-                prev=None, path: Optional[str] = None):  # fmt: skip
+                prev=None, compute_grad_x=True, path: Optional[str] = None):  # fmt: skip
     """The Triton linear_step with the reference's signature (``prev`` a
     reference.PrevSG), plus `path` ("auto" | "single" | "multi"; default
     $DNI_TRITON_PATH or "auto")."""
@@ -335,4 +342,4 @@ def linear_step(x, weight, bias, sg_weight, sg_bias=None, sg_table=None, labels=
     return _linear_step(x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias,
                         sg_table, labels, activation, sg_scale, lr, p.h, p.sg_raw,
                         p.labels, p.sg_weight, p.sg_bias, p.sg_table, p.sg_weight_grad,
-                        p.sg_bias_grad, p.sg_table_grad, p.lr, path)  # fmt: skip
+                        p.sg_bias_grad, p.sg_table_grad, p.lr, compute_grad_x, path)  # fmt: skip

@@ -48,16 +48,18 @@ void check_sg_group(const SgGroup& g, const char* prefix, const Tensor* target,
                     double lr, const DtypePolicy& policy, bool check_label_values);
 
 // linear_step's optional prev_* group (the lower layer's SG, regressed toward this
-// step's grad_x): prev_h, prev_sg_raw and prev_sg_weight come together or not at all;
-// prev_h has x's shape and prev_sg_weight weight's dtype. Returns the checked group
-// (referring to the arguments), or nullopt when the step is not chained.
+// step's grad_x): prev_h, prev_sg_raw and prev_sg_weight come together or not at all,
+// and only with compute_grad_x (the regression's target is grad_x); prev_h has x's
+// shape and prev_sg_weight weight's dtype. Returns the checked group (referring to the
+// arguments), or nullopt when the step is not chained.
 std::optional<SgGroup> check_prev_group(
     const Tensor& x, const Tensor& weight, const OptTensor& prev_h,
     const OptTensor& prev_sg_raw, const OptTensor& prev_labels,
     const OptTensor& prev_sg_weight, const OptTensor& prev_sg_bias,
     const OptTensor& prev_sg_table, const OptTensor& prev_sg_weight_grad,
     const OptTensor& prev_sg_bias_grad, const OptTensor& prev_sg_table_grad,
-    double prev_lr, const DtypePolicy& policy, bool check_label_values);
+    double prev_lr, bool compute_grad_x, const DtypePolicy& policy,
+    bool check_label_values);
 
 void check_linear_step(const Tensor& x, const Tensor& weight, const OptTensor& bias,
                        const OptTensor& weight_grad, const OptTensor& bias_grad,
