@@ -95,6 +95,33 @@ def test_backward_interface_after_any_module_matches_fused_layer():
     assert_close(layer.sg_loss, interface.sg_loss, "sg_loss")
 
 
+@pytest.mark.parametrize("update", ["grads", "sgd"])
+def test_first_layer_computes_grad_x_only_for_an_input_that_requires_grad(update, monkeypatch):
+    """grad_x of the first fused layer has no reader unless the input requires grad:
+    the op skips it (compute_grad_x=False); the layers above always compute theirs
+    (the SG regression of the layer below). With requires_grad, x.grad arrives."""
+    import dni_kernels.ops
+
+    flags = []
+    real = dni_kernels.ops.linear_step
+
+    def spy(*args, **kwargs):
+        flags.append(kwargs["compute_grad_x"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dni_kernels.ops, "linear_step", spy)
+    kw = dict(update="sgd", lr=0.1, lr_sg=0.5) if update == "sgd" else {}
+    model = make_mlp(**kw)
+    x, y = batches(1)[0]
+    for requires_grad in (False, True):
+        flags.clear()
+        x.requires_grad_(requires_grad)
+        F.cross_entropy(model(x), y).backward()
+        assert flags == [requires_grad] + [True] * (len(HIDDEN) - 1)
+        assert (x.grad is not None) == requires_grad
+    assert x.grad.shape == x.shape and torch.count_nonzero(x.grad) > 0
+
+
 def test_dni_conv2d_gradients_follow_the_definition():
     """Conv layer grads = autograd with grad_output ĝ; SG grads = ∇(1/B)‖ĝ − δ‖²."""
     torch.manual_seed(0)

@@ -1,8 +1,10 @@
 """The fused training step of a stack of DNILinear layers: one op launch per layer.
 
 Forward runs `ops.linear_step` layer by layer; layer i's launch also regresses layer
-i−1's SG toward the grad_x it computes (`prev=`). The top layer's SG target is the
-true gradient the head sends back, so its regression (`ops.sg_update`) runs in the
+i−1's SG toward the grad_x it computes (`prev=`). The first layer computes grad_x
+only when the stack's input requires grad (`compute_grad_x`): otherwise nothing
+reads it, and skipping it saves a GEMM. The top layer's SG target is the true
+gradient the head sends back, so its regression (`ops.sg_update`) runs in the
 backward of the autograd node that wraps the stack.
 
 "grads" mode: the fused ops accumulate into fresh zero buffers during forward, and
@@ -34,6 +36,7 @@ class StackSpec(NamedTuple):
     conditioned: tuple
     grads_mode: bool
     backend: Optional[str]
+    input_grad: bool  # the stack's input requires grad: the first layer computes grad_x
 
 
 def _zeros_or_none(t: Optional[Tensor], wanted: bool) -> Optional[Tensor]:
@@ -55,7 +58,7 @@ class _FusedStack(torch.autograd.Function):
             h_out, sg_raw, grad_x, prev_loss = ops.linear_step(
                 h, w, b, sg_w, sg_b, sg_t, y, activation=act, sg_scale=spec.sg_scales[i],
                 lr=spec.lrs[i], weight_grad=w_grad, bias_grad=b_grad, prev=prev,
-                backend=spec.backend,
+                compute_grad_x=i > 0 or spec.input_grad, backend=spec.backend,
             )  # fmt: skip
             if i == 0:
                 first_grad_x = grad_x
@@ -87,7 +90,7 @@ class _FusedStack(torch.autograd.Function):
         grads[top] = sg_grads
         if ctx.loss_sinks is not None:
             ctx.loss_sinks[-1][0] = loss
-        grad_x = first_grad_x if ctx.needs_input_grad[2] else None
+        grad_x = first_grad_x if spec.input_grad else None
         return (None, None, grad_x, None, *grads)
 
 
@@ -106,6 +109,7 @@ def fused_stack(layers: Sequence, x: Tensor, labels: Optional[Tensor], loss_sink
         conditioned=tuple(layer.synthesizer.table is not None for layer in layers),
         grads_mode=first.update == "grads",
         backend=first.backend,
+        input_grad=x.requires_grad,
     )
     params = []
     for layer in layers:
