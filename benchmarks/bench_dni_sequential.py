@@ -3,7 +3,8 @@
 Both steps run in this process with the same threads: forward, cross-entropy,
 backward, optimizer step (the DNI step's backward only reaches the head and the top
 SG regression; its layers are updated inside the fused forward). A DNI step does 5
-GEMMs per layer to backprop's 3, so ~5/3 is the floor; the target is ≤ 1.75×.
+GEMMs per layer to backprop's 3, but neither computes the first layer's grad_x (the
+input needs no gradient): 14 GEMMs to 8 at depth 3, the floor; the target is ≤ 1.75×.
 
     python benchmarks/bench_dni_sequential.py [--quick] [--depth 3]
 
