@@ -12,9 +12,10 @@ chain) ≤ 2²⁰ atomically added elements, tiled otherwise; see _common.py):
   plus its rows' share of gᵀx, Σg and, with the chain, of the previous SG's
   regression sums. Those shares are added to a float32 workspace with
   `tl.atomic_add`. W cannot be updated as the shares arrive: other programs still
-  read W for their grad_x = g·W (which must see W before the update). So the update waits for the last program: each program bumps
-  an arrival counter once it is done (`is_last_program`), and the one that sees
-  count = programs − 1 applies W, b and the previous SG's updates from the workspace.
+  read W for their grad_x = g·W (which must see W before the update). So the update
+  waits for the last program: each program bumps an arrival counter once it is done
+  (`is_last_program`), and the one that sees count = programs − 1 applies W, b and
+  the previous SG's updates from the workspace.
   Memory ordering: a `tl.debug_barrier()` first makes every thread of the program
   finish its atomics and its reads of W; the counter atomic is acq_rel at GPU scope,
   so it releases them and, in the last program, acquires everyone's; a second
