@@ -6,4 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DNI_BUILD_CUDA=${DNI_BUILD_CUDA:-0}
-flock /tmp/dni_kernels_build.lock .venv/bin/python setup.py -q build_ext --inplace
+flock .build.lock .venv/bin/python setup.py -q build_ext --inplace

@@ -16,6 +16,8 @@ fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 export MAX_JOBS=${MAX_JOBS:-2}
 # Builds of one tree are serialised: concurrent builds would clobber _C.so.
-flock /tmp/dni_kernels_build.lock .venv/bin/python setup.py -q build_ext --inplace
+echo "building dni_kernels (DNI_BUILD_CUDA=${DNI_BUILD_CUDA:-auto}); log: build.log"
+flock .build.lock .venv/bin/python setup.py build_ext --inplace > build.log 2>&1 \
+  || { tail -80 build.log; echo "build failed: see build.log"; exit 1; }
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$PWD" > "$site/dni_kernels_dev.pth"
