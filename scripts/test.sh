@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
+export PATH="$PWD/.venv/bin:$PATH"  # the venv's ninja and cmake helpers, if the system has none
 # The CMake build of the same csrc/ (CPU), for C++ users; it must keep building.
 prefix=$(.venv/bin/python -c 'import torch; print(torch.utils.cmake_prefix_path)')
 cmake -S . -B build-cmake -G Ninja -DCMAKE_PREFIX_PATH="$prefix" > build-cmake.log 2>&1 \
