@@ -21,11 +21,11 @@ import sys
 import pytest
 import torch
 
-import dni_kernels
 from dni_kernels import ops, reference
 from samples import (LINEAR_STEP_OUTPUTS, check_without_grad_x, make_linear_step_case,
                      make_sg_update_case)  # fmt: skip
-from tolerances import assert_close, assert_low_precision_close
+from cuda_build import assert_cuda_kernels_built
+from tolerances import assert_low_precision_close
 from triton_helpers import cast_case, check
 
 OPS = ("linear_step", "sg_update")
@@ -33,18 +33,8 @@ GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 
 
 def test_cuda_kernels_registered():
-    if not dni_kernels.built_with_cuda():
-        assert os.environ.get("DNI_REQUIRE_CUDA_BUILD") != "1", (
-            "DNI_REQUIRE_CUDA_BUILD=1 but dni_kernels._C has no CUDA kernels "
-            f"(load error: {dni_kernels.LOAD_ERROR}); build with DNI_BUILD_CUDA=1")
-        pytest.skip("dni_kernels was built without its CUDA kernels")
-    for op in OPS:
-        assert dni_kernels.has_kernel(op, "CUDA"), f"dni::{op} has no CUDA kernel"
-    # Both linear_step paths' device code is linked in (names survive in the fatbin).
-    with open(dni_kernels._C.__file__, "rb") as f:
-        binary = f.read()
-    for kernel in (b"linear_step_single_kernel", b"gemm_kernel", b"column_sum_kernel"):
-        assert kernel in binary, f"{kernel.decode()} missing from {dni_kernels._C.__file__}"
+    # Both linear_step paths' device code is linked in.
+    assert_cuda_kernels_built(OPS, (b"linear_step_single_kernel", b"gemm_kernel", b"column_sum_kernel"))
 
 
 # --- GPU tests ------------------------------------------------------------------------

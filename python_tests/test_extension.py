@@ -31,7 +31,7 @@ def test_missing_library_says_how_to_build(monkeypatch):
 def test_import_without_library_still_gives_the_reference(tmp_path):
     """A tree without the compiled _C: import works, the reference runs, an op
     explains how to build."""
-    code = f"""
+    code = """
 import importlib.abc, sys
 class HideC(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):

@@ -13,15 +13,14 @@
 
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch
 
-import dni_kernels
 from dni_kernels import ops, reference
 from test_lstm import GRAD_NAMES, _dni_inputs
 from test_lstm_triton import DTYPES, GPU_SHAPES, SHAPES, check_window, window_inputs
+from cuda_build import assert_cuda_kernels_built
 from tolerances import assert_close
 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
@@ -29,17 +28,7 @@ OPS = ("lstm_window_forward", "lstm_window_backward")
 
 
 def test_cuda_lstm_kernels_registered():
-    if not dni_kernels.built_with_cuda():
-        assert os.environ.get("DNI_REQUIRE_CUDA_BUILD") != "1", (
-            "DNI_REQUIRE_CUDA_BUILD=1 but dni_kernels._C has no CUDA kernels "
-            f"(load error: {dni_kernels.LOAD_ERROR}); build with DNI_BUILD_CUDA=1")
-        pytest.skip("dni_kernels was built without its CUDA kernels")
-    for op in OPS:
-        assert dni_kernels.has_kernel(op, "CUDA"), f"dni::{op} has no CUDA kernel"
-    with open(dni_kernels._C.__file__, "rb") as f:
-        binary = f.read()
-    for kernel in (b"lstm_forward_step_kernel", b"lstm_backward_step_kernel"):
-        assert kernel in binary, f"{kernel.decode()} missing from {dni_kernels._C.__file__}"
+    assert_cuda_kernels_built(OPS, (b"lstm_forward_step_kernel", b"lstm_backward_step_kernel"))
 
 
 @GPU
