@@ -11,8 +11,16 @@
 namespace dni::cpu {
 namespace {
 
-// Column chunk per parallel task: rows are walked contiguously inside a chunk.
+// Column chunk: rows are walked contiguously inside a chunk.
 constexpr int64_t kColumnChunk = 64;
+// Elements below which a loop runs on one thread: waking OpenMP workers costs more
+// than the loop (and, on a loaded machine, a whole scheduler slice).
+constexpr int64_t kSerialElements = 32768;
+
+// Grain (in units of `per_unit` elements) that keeps small loops serial.
+int64_t grain_for(int64_t per_unit, int64_t minimum) {
+  return std::max<int64_t>(minimum, kSerialElements / std::max<int64_t>(per_unit, 1));
+}
 
 // e = sg_raw − target (into `e`), returns Σ e².
 template <typename scalar_t>
@@ -22,7 +30,7 @@ double residual_and_sum_squares(const Tensor& sg_raw, const Tensor& target, Tens
   auto tgt = target.accessor<scalar_t, 2>();
   scalar_t* out = e.data_ptr<scalar_t>();
   return at::parallel_reduce(
-      0, batch, 1, 0.0,
+      0, batch, grain_for(feat, 1), 0.0,
       [&](int64_t begin, int64_t end, double acc) {
         for (int64_t r = begin; r < end; ++r) {
           scalar_t* row = out + r * feat;
@@ -47,7 +55,7 @@ void scatter_update_impl(const Tensor& src, const int64_t* rows, Tensor& dst,
   // Columns are independent, so tasks own column chunks and never race, whatever the
   // labels (two rows with the same label hit the same dst row in the same task).
   // Inside a chunk, rows are walked contiguously.
-  at::parallel_for(0, feat, kColumnChunk, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, feat, grain_for(batch, kColumnChunk), [&](int64_t begin, int64_t end) {
     for (int64_t c0 = begin; c0 < end; c0 += kColumnChunk) {
       const int64_t c1 = std::min(end, c0 + kColumnChunk);
       if (rows == nullptr) {

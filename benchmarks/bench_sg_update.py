@@ -1,0 +1,83 @@
+"""Benchmark dni::sg_update (the SG regression): the fused op vs the eager reference vs
+torch.compile of the reference, in one run, plus a 2048² sgemm for the roofline.
+
+    python benchmarks/bench_sg_update.py [--quick]
+
+Its one GEMM is the update eᵀh (2·B·F² FLOPs); the rest is the residual, the loss and
+the bias/class-table reductions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import environment, median_seconds, print_table, set_threads, sgemm_flops_per_second, write_json  # noqa: E402
+
+from dni_kernels import ops, reference  # noqa: E402
+
+SIZES = [(32, 256), (256, 1024), (1024, 2048)]
+CLASSES = 10
+
+
+def make_inputs(batch, feat, device):
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g) * scale).to(device)
+
+    labels = torch.randint(0, CLASSES, (batch,), generator=g).to(device)
+    return (r(batch, feat), r(batch, feat), r(batch, feat), r(feat, feat, scale=feat**-0.5),
+            r(feat, scale=0.1), r(CLASSES, feat, scale=0.1), labels)  # fmt: skip
+
+
+def columns():
+    # A tiny lr keeps the repeatedly updated SG finite; the work is the same for any lr.
+    compiled_ref = torch.compile(reference.sg_update)
+    return {
+        "fused": lambda *t: ops.sg_update(*t, lr=1e-6),
+        "eager": lambda *t: reference.sg_update(*t, lr=1e-6),
+        "compile": lambda *t: compiled_ref(*t, lr=1e-6),
+    }
+
+
+def run(device, sizes, min_run_time):
+    peak = sgemm_flops_per_second(device)
+    print(f"sgemm 2048^3 on {device}: {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+    cols = columns()
+    rows = []
+    for batch, feat in sizes:
+        row = {"B": batch, "F": feat}
+        for name, step in cols.items():
+            t = make_inputs(batch, feat, device)
+            seconds = median_seconds(lambda: step(*t), device=device, min_run_time=min_run_time)
+            row[f"{name}_ms"] = seconds * 1e3
+            row[f"{name}_roofline"] = 2 * batch * feat * feat / peak / seconds
+        row["eager/fused"] = row["eager_ms"] / row["fused_ms"]
+        row["compile/fused"] = row["compile_ms"] / row["fused_ms"]
+        rows.append(row)
+    print_table(rows, list(rows[0]))
+    return {"env": environment(device), "sgemm_flops_per_s": peak, "rows": rows}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smallest size only, short runs")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--min-run-time", type=float, default=1.0)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    sizes = SIZES[:1] if args.quick else SIZES
+    results = {"cpu": run(torch.device("cpu"), sizes, 0.2 if args.quick else args.min_run_time)}
+    if torch.cuda.is_available():
+        results["cuda"] = run(torch.device("cuda"), sizes, args.min_run_time)
+    print("wrote", write_json("bench_sg_update", results))
+
+
+if __name__ == "__main__":
+    main()
