@@ -74,6 +74,30 @@ __device__ __forceinline__ void apply_sums(P* dst, const float* sums, int64_t n,
   }
 }
 
+// dst[a·nv + c] += Σ_r u[r, a] · v[r, c] over the block's kSingleRows shared-memory rows
+// (zero-padded past the batch): its share of a weight gradient such as gᵀx.
+__device__ __forceinline__ void add_outer_product_sum(const float* u, int64_t nu,
+                                                      const float* v, int64_t nv,
+                                                      float* dst) {
+  for (int64_t j = threadIdx.x; j < nu * nv; j += kSingleThreads) {
+    const int64_t a = j / nv, c = j % nv;
+    float s = 0.f;
+#pragma unroll
+    for (int r = 0; r < kSingleRows; ++r) s = fmaf(u[r * nu + a], v[r * nv + c], s);
+    atomicAdd(dst + j, s);
+  }
+}
+
+// dst[a] += Σ_r u[r, a]: the block's share of a bias gradient.
+__device__ __forceinline__ void add_column_sum(const float* u, int64_t nu, float* dst) {
+  for (int64_t a = threadIdx.x; a < nu; a += kSingleThreads) {
+    float s = 0.f;
+#pragma unroll
+    for (int r = 0; r < kSingleRows; ++r) s += u[r * nu + a];
+    atomicAdd(dst + a, s);
+  }
+}
+
 template <typename T, typename P, Activation act>
 __global__ void __launch_bounds__(kSingleThreads)
     linear_step_single_kernel(const LinearStepParams p) {
@@ -168,37 +192,11 @@ __global__ void __launch_bounds__(kSingleThreads)
   __syncthreads();
 
   // This block's share of the batch reductions.
-  for (int64_t j = tid; j < out * in; j += kSingleThreads) {
-    const int64_t o = j / in, i = j % in;
-    float s = 0.f;
-#pragma unroll
-    for (int r = 0; r < R; ++r) s = fmaf(g_s[r * out + o], x_s[r * in + i], s);
-    atomicAdd(p.weight_sum + j, s);
-  }
-  if (p.bias_dst != nullptr) {
-    for (int64_t o = tid; o < out; o += kSingleThreads) {
-      float s = 0.f;
-#pragma unroll
-      for (int r = 0; r < R; ++r) s += g_s[r * out + o];
-      atomicAdd(p.bias_sum + o, s);
-    }
-  }
+  add_outer_product_sum(g_s, out, x_s, in, p.weight_sum);
+  if (p.bias_dst != nullptr) add_column_sum(g_s, out, p.bias_sum);
   if (p.chained) {
-    for (int64_t j = tid; j < in * in; j += kSingleThreads) {
-      const int64_t a = j / in, c = j % in;
-      float s = 0.f;
-#pragma unroll
-      for (int r = 0; r < R; ++r) s = fmaf(e_s[r * in + a], ph_s[r * in + c], s);
-      atomicAdd(q.weight_sum + j, s);
-    }
-    if (q.bias_dst != nullptr) {
-      for (int64_t i = tid; i < in; i += kSingleThreads) {
-        float s = 0.f;
-#pragma unroll
-        for (int r = 0; r < R; ++r) s += e_s[r * in + i];
-        atomicAdd(q.bias_sum + i, s);
-      }
-    }
+    add_outer_product_sum(e_s, in, ph_s, in, q.weight_sum);
+    if (q.bias_dst != nullptr) add_column_sum(e_s, in, q.bias_sum);
     if (q.table_dst != nullptr) {
       for (int64_t j = tid; j < rows * in; j += kSingleThreads) {
         const int64_t r = j / in, i = j % in;
