@@ -4,7 +4,6 @@
 // returned.
 #include <torch/library.h>
 
-#include <regex>
 #include <string>
 
 // Importing dni_kernels._C loads this library, which runs the registrations below.
@@ -56,9 +55,22 @@ constexpr const char* kLstmDniWindowArgs =
     "-> (Tensor hs, Tensor cs, Tensor gates, Tensor sg_raw)";
 // An op's argument list with the alias marks "(a!)" dropped and "-> ()" returned:
 // the schema of its validation op, derived so the two can never drift apart.
+// A plain scan, not std::regex: this runs while the library is being loaded, and
+// std::regex's locale machinery crashed there with one toolchain (gcc 13 + torch 2.11).
 std::string validation_args(const char* args) {
-  std::string s = std::regex_replace(args, std::regex(R"(\([a-z]!\))"), "");
-  return s.substr(0, s.find("->")) + "-> ()";
+  std::string s(args);
+  s = s.substr(0, s.find("->"));
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const bool alias_mark = s[i] == '(' && i + 3 < s.size() && s[i + 1] >= 'a' &&
+                            s[i + 1] <= 'z' && s[i + 2] == '!' && s[i + 3] == ')';
+    if (alias_mark) {
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out + "-> ()";
 }
 }  // namespace
 

@@ -26,8 +26,14 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"dni::{op}", dispatch_key)
 
 
+# Read once: the registrations are fixed once _C is loaded, and a plain bool keeps
+# the check traceable by torch.compile (the dispatcher query returns a non-tensor
+# that dynamo refuses to trace).
+_CUDA_KERNELS = has_kernel("linear_step", "CUDA")
+
+
 def built_with_cuda() -> bool:
-    return has_kernel("linear_step", "CUDA")
+    return _CUDA_KERNELS
 
 
 def require_kernels(device: torch.device) -> None:
