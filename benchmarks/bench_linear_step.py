@@ -19,7 +19,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import environment, median_seconds, print_table, set_threads, sgemm_flops_per_second, write_json  # noqa: E402
+from common import (add_device_arg, device_selected, environment, median_seconds,  # noqa: E402
+                    print_table, results_name, set_threads, sgemm_flops_per_second, write_json)
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -132,15 +133,17 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smallest size only, short runs")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--min-run-time", type=float, default=1.0)
+    add_device_arg(parser)
     args = parser.parse_args()
     set_threads(args.threads)
     results = {}
     cpu_sizes = CPU_SIZES[:1] if args.quick else CPU_SIZES
-    results["cpu"] = run(torch.device("cpu"), cpu_sizes, 0.2 if args.quick else args.min_run_time)
-    if torch.cuda.is_available():
+    if device_selected(args, "cpu"):
+        results["cpu"] = run(torch.device("cpu"), cpu_sizes, 0.2 if args.quick else args.min_run_time)
+    if device_selected(args, "cuda"):
         sizes = [(b, w) for b in GPU_BATCHES for w in GPU_WIDTHS]
         results["cuda"] = run(torch.device("cuda"), sizes[:1] if args.quick else sizes, args.min_run_time)
-    print("wrote", write_json("bench_linear_step", results))
+    print("wrote", write_json(results_name("bench_linear_step", args), results))
 
 
 if __name__ == "__main__":

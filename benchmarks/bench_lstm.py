@@ -23,7 +23,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import environment, median_seconds, print_table, set_threads, sgemm_flops_per_second, write_json  # noqa: E402
+from common import (add_device_arg, device_selected, environment, median_seconds,  # noqa: E402
+                    print_table, results_name, set_threads, sgemm_flops_per_second, write_json)
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -101,14 +102,16 @@ def main():
     parser.add_argument("--quick", action="store_true", help="T=8, B=32, H=256 only, short runs")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--min-run-time", type=float, default=1.0)
+    add_device_arg(parser)
     args = parser.parse_args()
     set_threads(args.threads)
     results = {}
     sizes = SIZES[:1] if args.quick else SIZES
-    results["cpu"] = run(torch.device("cpu"), sizes, 0.3 if args.quick else args.min_run_time)
-    if torch.cuda.is_available():
+    if device_selected(args, "cpu"):
+        results["cpu"] = run(torch.device("cpu"), sizes, 0.3 if args.quick else args.min_run_time)
+    if device_selected(args, "cuda"):
         results["cuda"] = run(torch.device("cuda"), sizes, args.min_run_time)
-    print("wrote", write_json("bench_lstm", results))
+    print("wrote", write_json(results_name("bench_lstm", args), results))
 
 
 if __name__ == "__main__":

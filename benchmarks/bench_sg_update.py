@@ -17,7 +17,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import environment, median_seconds, print_table, set_threads, sgemm_flops_per_second, write_json  # noqa: E402
+from common import (add_device_arg, device_selected, environment, median_seconds,  # noqa: E402
+                    print_table, results_name, set_threads, sgemm_flops_per_second, write_json)
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -70,13 +71,16 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smallest size only, short runs")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--min-run-time", type=float, default=1.0)
+    add_device_arg(parser)
     args = parser.parse_args()
     set_threads(args.threads)
     sizes = SIZES[:1] if args.quick else SIZES
-    results = {"cpu": run(torch.device("cpu"), sizes, 0.2 if args.quick else args.min_run_time)}
-    if torch.cuda.is_available():
+    results = {}
+    if device_selected(args, "cpu"):
+        results["cpu"] = run(torch.device("cpu"), sizes, 0.2 if args.quick else args.min_run_time)
+    if device_selected(args, "cuda"):
         results["cuda"] = run(torch.device("cuda"), sizes, args.min_run_time)
-    print("wrote", write_json("bench_sg_update", results))
+    print("wrote", write_json(results_name("bench_sg_update", args), results))
 
 
 if __name__ == "__main__":

@@ -80,3 +80,20 @@ def write_json(name: str, payload: dict) -> Path:
 
 def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads or min(os.cpu_count() or 1, torch.get_num_threads()))
+
+
+def add_device_arg(parser) -> None:
+    parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all",
+                        help="benchmark the CPU, the GPU, or both (the GPU only when present)")
+
+
+def device_selected(args, kind: str) -> bool:
+    if args.device not in (kind, "all"):
+        return False
+    return kind == "cpu" or torch.cuda.is_available()
+
+
+def results_name(name: str, args) -> str:
+    """bench_x.json for a full run, bench_x_cuda.json for a GPU-only run, so a run on
+    one device never overwrites another device's results."""
+    return name if args.device == "all" else f"{name}_{args.device}"

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Build, test and benchmark the GPU kernels on a machine with a GPU, in one go.
+#   scripts/gpu_check.sh [build] [test] [sanitize] [bench]   (default: build test)
+# Uses the python3 on PATH and its torch (no venv: the GPU machine brings its own
+# CUDA torch). Logs go to $OUT (or ./gpu_out), so a run cut short still leaves them.
+#   build     CUDA + CPU kernels in place, for TORCH_CUDA_ARCH_LIST (default: this GPU)
+#   test      every GPU test file (CUDA C++ and compiled Triton) under pytest-xdist
+#   sanitize  compute-sanitizer memcheck + racecheck over a few small CUDA cases
+#   bench     the GPU columns of the linear_step, sg_update and LSTM benchmarks
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu_out}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# Build with the system compiler: an image's own gcc (CC/CXX=/opt/gcc/... on the
+# lent GPU machine) linked parts of libstdc++ into _C, and C++ exceptions thrown
+# from the kernels (argument checks) then crashed the process.
+echo "compilers in the environment: CC=${CC:-unset} CXX=${CXX:-unset}"
+if [ -x /usr/bin/g++ ]; then export CC=/usr/bin/gcc CXX=/usr/bin/g++; fi
+phases=("$@")
+[ ${#phases[@]} -eq 0 ] && phases=(build test)
+status=0
+# Small float32 cases of each CUDA kernel family, for compute-sanitizer (slow).
+SANITIZE_CASES="(linear_step_matches_reference and float32 and relu and sgd and 33) or \
+(sg_update_matches_reference and float32) or (window_matches_reference and shape1 and dtype0)"
+
+run_phase() {
+    case "$1" in
+    build)
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+        python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
+        nvcc --version | tail -2
+        echo "building with CC=$CC CXX=$CXX"
+        local arch
+        arch=$(python3 -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())")
+        time DNI_BUILD_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$arch} MAX_JOBS=${MAX_JOBS:-$(nproc)} \
+            python3 setup.py -q build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; return 1; }
+        python3 -c "import dni_kernels; assert dni_kernels.built_with_cuda(); print('built with CUDA')"
+        echo "libstdc++ locale code linked into _C (0 expected): $(nm -C dni_kernels/_C*.so | grep -c ' T std::codecvt')"
+        ;;
+    test)
+        time timeout "${DNI_TEST_TIMEOUT:-400}" python3 -m pytest -q -rfE --tb=short -p no:cacheprovider \
+            -n "${DNI_TEST_WORKERS:-8}" --timeout 120 \
+            --junitxml="$OUT/junit.xml" \
+            python_tests/test_cuda_kernels.py python_tests/test_lstm_cuda.py \
+            python_tests/test_linear_step_triton.py python_tests/test_sg_update_triton.py \
+            python_tests/test_lstm_triton.py python_tests/test_extension.py 2>&1 | tee "$OUT/test.log" | tail -60
+        ;;
+    sanitize)
+        for tool in memcheck racecheck; do
+            timeout "${DNI_SANITIZE_TIMEOUT:-150}" compute-sanitizer --tool "$tool" --error-exitcode 9 \
+                python3 -m pytest -q -x -p no:cacheprovider python_tests/test_cuda_kernels.py \
+                python_tests/test_lstm_cuda.py -k "$SANITIZE_CASES" >"$OUT/sanitize_$tool.log" 2>&1
+            echo "compute-sanitizer $tool: exit $?"; tail -15 "$OUT/sanitize_$tool.log"
+        done
+        ;;
+    bench)
+        for b in bench_linear_step bench_sg_update bench_lstm; do
+            python3 "benchmarks/$b.py" --device cuda 2>&1 | tee "$OUT/$b.log" | grep -v "^W" || return 1
+            cp "benchmarks/results/${b}_cuda.json" "$OUT/"
+        done
+        ;;
+    *) echo "unknown phase $1"; return 2 ;;
+    esac
+}
+
+for phase in "${phases[@]}"; do
+    echo "=== $phase"
+    run_phase "$phase" || status=1
+done
+exit $status
