@@ -17,14 +17,18 @@ import argparse
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.benchmark import Timer
 
-from dni_kernels.nn import DNIMLP
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import time_columns  # noqa: E402
+
+from dni_kernels.nn import DNIMLP  # noqa: E402
 
 CLASSES = 10
 LR = 1e-3  # small, so thousands of timed steps keep the values finite and normal
@@ -45,21 +49,6 @@ def make_step(model, optimizer, x, y, labels):
         optimizer.step()
 
     return step
-
-
-def time_steps(steps: dict, min_run_time: float, rounds: int = 3) -> dict:
-    """Median time per step of each entry; rounds alternate between the entries and
-    the best round counts, so a burst of load from other processes on a shared
-    machine does not land on one method only."""
-    for step in steps.values():  # warm-up
-        for _ in range(3):
-            step()
-    best = {name: float("inf") for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            timer = Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
-            best[name] = min(best[name], timer.blocked_autorange(min_run_time=min_run_time).median)
-    return best
 
 
 def main() -> None:
@@ -87,7 +76,7 @@ def main() -> None:
                 dni = DNIMLP(width, [width] * args.depth, CLASSES, conditioned_on=classes,
                              update="sgd", lr=LR, lr_sg=LR)  # fmt: skip
                 steps[name] = make_step(dni, torch.optim.SGD(dni.head.parameters(), lr=LR), x, y, y)
-            times = time_steps(steps, min_run_time)
+            times = time_columns(steps, device=torch.device("cpu"), min_run_time=3 * min_run_time)
             ratio = {k: times[k] / times["backprop"] for k in ("dni", "cdni")}
             print(f"{batch:>5} {width:>6} {times['backprop'] * 1e3:>12.3f} "
                   f"{times['dni'] * 1e3:>8.3f} {times['cdni'] * 1e3:>8.3f} "

@@ -19,8 +19,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (add_device_arg, device_selected, environment, median_seconds,  # noqa: E402
-                    print_table, results_name, set_threads, sgemm_flops_per_second, write_json)
+from common import (add_device_arg, device_selected, environment, print_table,  # noqa: E402
+                    results_name, set_threads, sgemm_column, time_columns, write_json)
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -99,36 +99,47 @@ def columns(device: torch.device) -> dict:
     }
 
 
+def runnable(cols: dict, device: torch.device, batch: int, width: int) -> dict:
+    """name -> fn() on its own inputs, for the columns that can take this size. On a GPU
+    a forced path may refuse a size (or a backend may be missing): say so, go on."""
+    fns = {}
+    for name, step in cols.items():
+        t = list(make_inputs(batch, width, device).values())
+        fn = (lambda step, t: lambda: step(*t))(step, t)
+        try:
+            fn()
+        except (RuntimeError, ValueError) as exc:
+            if device.type == "cpu":
+                raise
+            print(f"  {name} at B={batch}, width={width}: skipped ({exc})")
+            continue
+        fns[name] = fn
+    return fns
+
+
 def run(device: torch.device, sizes, min_run_time: float) -> dict:
-    peak = sgemm_flops_per_second(device)
-    print(f"sgemm 2048^3 on {device}: {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+    print(f"{device}, {torch.get_num_threads()} threads")
     cols = columns(device)
+    sgemm, sgemm_flops = sgemm_column(device)
     rows = []
     for batch, width in sizes:
         flops = gemm_flops(batch, width, width)
-        row = {"B": batch, "I=O": width}
-        for name, step in cols.items():
-            t = list(make_inputs(batch, width, device).values())
-            try:
-                seconds = median_seconds(lambda: step(*t), device=device, min_run_time=min_run_time)
-            except (RuntimeError, ValueError) as exc:
-                if device.type == "cpu":
-                    raise
-                # A GPU path that cannot take this size, or a backend not built here.
-                print(f"  {name} at B={batch}, width={width}: skipped ({exc})")
-                continue
+        fns = runnable(cols, device, batch, width)
+        times = time_columns({"sgemm": sgemm, **fns}, device=device, min_run_time=min_run_time)
+        peak = sgemm_flops / times.pop("sgemm")
+        row = {"B": batch, "I=O": width, "sgemm_GFLOPs": peak / 1e9}
+        for name, seconds in times.items():
             row[f"{name}_ms"] = seconds * 1e3
             row[f"{name}_roofline"] = flops / peak / seconds
-            if device.type == "cuda":
-                row[f"{name}_TFLOPs"] = flops / seconds / 1e12
         base = "fused" if device.type == "cpu" else "cuda"
         for other in ("eager", "compile"):
             if f"{base}_ms" in row and f"{other}_ms" in row:
                 row[f"{other}/{base}"] = row[f"{other}_ms"] / row[f"{base}_ms"]
         rows.append(row)
-    shown = ["B", "I=O"] + [f"{n}_ms" for n in cols] + [k for k in rows[0] if "/" in k] + [f"{n}_roofline" for n in cols]
+    shown = (["B", "I=O", "sgemm_GFLOPs"] + [f"{n}_ms" for n in cols]
+             + [k for k in rows[0] if "/" in k] + [f"{n}_roofline" for n in cols])
     print_table(rows, shown)
-    return {"env": environment(device), "sgemm_flops_per_s": peak, "rows": rows}
+    return {"env": environment(device), "rows": rows}
 
 
 def main():

@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (add_device_arg, device_selected, environment, median_seconds,  # noqa: E402
-                    print_table, results_name, set_threads, sgemm_flops_per_second, write_json)
+from common import (add_device_arg, device_selected, environment, print_table,  # noqa: E402
+                    results_name, set_threads, sgemm_column, time_columns, write_json)
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -77,15 +77,16 @@ def columns(t: dict) -> dict:
 
 
 def run(device: torch.device, sizes, min_run_time: float) -> dict:
-    peak = sgemm_flops_per_second(device)
-    print(f"sgemm 2048^3 on {device}: {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+    print(f"{device}, {torch.get_num_threads()} threads")
+    sgemm, sgemm_flops = sgemm_column(device)
     rows = []
     for steps, batch, hidden in sizes:
         flops = gemm_flops(steps, batch, hidden, hidden)
-        row = {"T": steps, "B": batch, "H": hidden}
         cols = columns(make_inputs(steps, batch, hidden, device))
-        for name, fn in cols.items():
-            seconds = median_seconds(fn, device=device, min_run_time=min_run_time)
+        times = time_columns({"sgemm": sgemm, **cols}, device=device, min_run_time=min_run_time)
+        peak = sgemm_flops / times.pop("sgemm")
+        row = {"T": steps, "B": batch, "H": hidden, "sgemm_GFLOPs": peak / 1e9}
+        for name, seconds in times.items():
             row[f"{name}_ms"] = seconds * 1e3
             row[f"{name}_roofline"] = flops / peak / seconds
         row["fused/nn_lstm"] = row["fused_ms"] / row["nn_lstm_ms"]
@@ -94,7 +95,7 @@ def run(device: torch.device, sizes, min_run_time: float) -> dict:
         print_table(rows[-1:], list(row))
     print()
     print_table(rows, list(rows[0]))
-    return {"env": environment(device), "sgemm_flops_per_s": peak, "rows": rows}
+    return {"env": environment(device), "rows": rows}
 
 
 def main():

@@ -17,8 +17,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (add_device_arg, device_selected, environment, median_seconds,  # noqa: E402
-                    print_table, results_name, set_threads, sgemm_flops_per_second, write_json)
+from common import (add_device_arg, device_selected, environment, print_table,  # noqa: E402
+                    results_name, set_threads, sgemm_column, time_columns, write_json)
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -48,22 +48,24 @@ def columns():
 
 
 def run(device, sizes, min_run_time):
-    peak = sgemm_flops_per_second(device)
-    print(f"sgemm 2048^3 on {device}: {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+    print(f"{device}, {torch.get_num_threads()} threads")
     cols = columns()
+    sgemm, sgemm_flops = sgemm_column(device)
     rows = []
     for batch, feat in sizes:
-        row = {"B": batch, "F": feat}
-        for name, step in cols.items():
-            t = make_inputs(batch, feat, device)
-            seconds = median_seconds(lambda: step(*t), device=device, min_run_time=min_run_time)
+        fns = {name: (lambda step, t: lambda: step(*t))(step, make_inputs(batch, feat, device))
+               for name, step in cols.items()}  # fmt: skip
+        times = time_columns({"sgemm": sgemm, **fns}, device=device, min_run_time=min_run_time)
+        peak = sgemm_flops / times.pop("sgemm")
+        row = {"B": batch, "F": feat, "sgemm_GFLOPs": peak / 1e9}
+        for name, seconds in times.items():
             row[f"{name}_ms"] = seconds * 1e3
             row[f"{name}_roofline"] = 2 * batch * feat * feat / peak / seconds
         row["eager/fused"] = row["eager_ms"] / row["fused_ms"]
         row["compile/fused"] = row["compile_ms"] / row["fused_ms"]
         rows.append(row)
     print_table(rows, list(rows[0]))
-    return {"env": environment(device), "sgemm_flops_per_s": peak, "rows": rows}
+    return {"env": environment(device), "rows": rows}
 
 
 def main():

@@ -228,6 +228,69 @@ def test_no_weight_sized_temporary(mode):
     assert peak_allocation(ops.linear_step) < weight_bytes // 4
 
 
+# Large enough that dense_linear sends the float32 products to oneDNN (csrc/dense_linear.cpp).
+ONEDNN_SHAPE = (64, 600, 520)
+
+
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "blas"])
+@pytest.mark.parametrize("activation", reference.ACTIVATIONS)
+def test_large_layer_onednn_and_blas_paths(activation, onednn):
+    """Products big enough for oneDNN, with it on and switched off by the user
+    (torch.backends.mkldnn), against the reference; the profiler shows which ran."""
+    from torch.profiler import ProfilerActivity, profile
+
+    case = make_linear_step_case(*ONEDNN_SHAPE, activation=activation, num_classes=10, chain=True,
+                                 noncontig=activation == "tanh")  # fmt: skip
+    with torch.backends.mkldnn.flags(enabled=onednn), profile(activities=[ProfilerActivity.CPU]) as prof:
+        check_against_reference(case, ops.linear_step, reference.linear_step, LINEAR_STEP_OUTPUTS)
+    ran_onednn = any(e.name == "mkldnn::_linear_pointwise" for e in prof.events())
+    assert ran_onednn == (onednn and torch.backends.mkldnn.is_available())
+
+
+_PEAK_RSS_SCRIPT = """
+import sys, torch
+from dni_kernels import ops, reference
+
+
+def status(field):  # bytes
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1]) * 1024
+
+
+n, batch = 2048, 64
+step = ops.linear_step if sys.argv[1] == "fused" else reference.linear_step
+small = [torch.randn(64, 64) for _ in range(3)]
+step(small[0], small[1], None, small[2], None, lr=1e-6)  # load the libraries
+x, w, a = torch.randn(batch, n), torch.randn(n, n).mul_(0.01), torch.randn(n, n).mul_(1e-3)
+b, ab = torch.zeros(n), torch.zeros(n)
+open("/proc/self/clear_refs", "w").write("5")  # restart the peak (VmHWM) from here
+before = status("VmRSS:")
+step(x, w, b, a, ab, activation="relu", lr=1e-6)
+print(status("VmHWM:") - before)
+"""
+
+
+def test_no_weight_sized_temporary_in_onednn_path():
+    """oneDNN's own buffers are invisible to torch's profiler, so measure the process's
+    peak memory instead: the fused step at B=64, I=O=2048 grows it by less than one
+    [O, I] weight (16 MiB); the reference, which materialises dW, by more."""
+    import os
+    import subprocess
+    import sys
+
+    # A fixed mmap threshold makes every large buffer fresh pages that count in the
+    # peak; glibc's adaptive one may instead recycle resident heap that hides them.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+
+    def growth(which):
+        out = subprocess.run([sys.executable, "-c", _PEAK_RSS_SCRIPT, which], check=True,
+                             capture_output=True, text=True, env=env).stdout  # fmt: skip
+        return int(out.split()[-1])
+
+    weight_bytes = 2048 * 2048 * 4
+    assert growth("reference") >= weight_bytes
+    assert growth("fused") < weight_bytes
+
+
 def test_accepts_parameters_that_require_grad():
     """Like optimizer.step(), the op runs under no_grad: nn.Parameters work directly."""
     case = make_linear_step_case(4, 6, 5, dtype=torch.float64)

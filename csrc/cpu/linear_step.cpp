@@ -1,9 +1,10 @@
 // The fused DNI layer step on CPU (dni_kernels/reference.py::linear_step).
 //
-// Four BLAS calls (three without compute_grad_x, which skips grad_x = g W) write into
-// preallocated outputs; the elementwise stages between
-// them are single parallel loops with the activation and conditioning fixed at
-// compile time. The weight update is fused into the weight-gradient GEMM
+// Four dense products (three without compute_grad_x, which skips grad_x = g W): the
+// forward, SG and grad_x products through dense_linear (oneDNN for large float32,
+// with the bias and φ fused in; BLAS otherwise). The elementwise stages between them
+// are single parallel loops with the activation and conditioning fixed at compile
+// time. The weight update is fused into the weight-gradient GEMM
 // (W.addmm_(gᵀ, x, beta=1, alpha=−lr)): no [O, I] temporary is ever allocated.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -12,6 +13,7 @@
 #include <tuple>
 
 #include "dni/checks.h"
+#include "dni/dense_linear.h"
 #include "dni/math.h"
 #include "dni/static_switch.h"
 #include "sg_regression.h"
@@ -98,29 +100,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cpu(
   const bool chained = prev.has_value();
   TORCH_CHECK(x.device().is_cpu(), "dni: linear_step CPU kernel got x on ", x.device());
 
-  const int64_t batch = x.size(0), in = x.size(1), out = weight.size(0);
   auto opts = x.options();
-  Tensor h = at::empty({batch, out}, opts);
-  Tensor sg_raw = at::empty({batch, out}, opts);
-  Tensor g = at::empty({batch, out}, opts);
-  // Without compute_grad_x (a first layer) an empty tensor stands in for grad_x.
-  Tensor grad_x = compute_grad_x ? at::empty({batch, in}, opts) : at::empty({0}, opts);
-
-  // z = x Wᵀ + b, then h = φ(z) in place.
-  if (bias.has_value()) {
-    at::addmm_out(h, *bias, x, weight.t());
-  } else {
-    at::mm_out(h, x, weight.t());
-  }
+  // z = x Wᵀ + b and h = φ(z): φ fused into the product where dense_linear can.
+  DenseLinear forward = dense_linear(x, weight, bias, act);
+  Tensor h = forward.out;
+  Tensor sg_raw;
+  Tensor g = at::empty_like(h);
   // ĝ_raw = h Aᵀ + a; the class row C[y] and g = s·ĝ_raw·φ′ follow in one pass.
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dni_linear_step_cpu", [&] {
     DNI_ACTIVATION_SWITCH(act, kAct, [&] {
-      if constexpr (kAct != Activation::kIdentity) apply_activation<scalar_t, kAct>(h);
-      if (sg_bias.has_value()) {
-        at::addmm_out(sg_raw, *sg_bias, h, sg_weight.t());
-      } else {
-        at::mm_out(sg_raw, h, sg_weight.t());
+      if constexpr (kAct != Activation::kIdentity) {
+        if (!forward.activated) apply_activation<scalar_t, kAct>(h);
       }
+      sg_raw = dense_linear(h, sg_weight, sg_bias).out;
       Tensor y = labels.has_value() ? labels->contiguous() : Tensor();
       DNI_BOOL_SWITCH(sg_table.has_value(), kConditioned, [&] {
         sg_and_pre_activation_gradient<scalar_t, kAct, kConditioned>(
@@ -130,8 +122,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cpu(
       });
     });
   });
-  // grad_x = g W with W before its update.
-  if (compute_grad_x) at::mm_out(grad_x, g, weight);
+  // grad_x = g W with W before its update. Without compute_grad_x (a first layer) an
+  // empty tensor stands in for it.
+  Tensor grad_x = compute_grad_x ? dense_linear(g, weight.t()) : at::empty({0}, opts);
   // W ← W − lr·gᵀx straight into W's storage ("grads" mode: W.grad += gᵀx).
   const bool grads_mode = weight_grad.has_value();
   const double step = grads_mode ? -1.0 : lr;

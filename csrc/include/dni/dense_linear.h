@@ -1,0 +1,36 @@
+// Dense products for the CPU and CUDA kernels' host code: a·bᵀ (+ bias) (then φ).
+//
+// Large float32 products on the CPU go to oneDNN through the dispatcher op
+// mkldnn::_linear_pointwise (the one torch.compile's CPU backend emits), with the bias
+// and activation fused into its epilogue. On this project's development CPU (AMD
+// EPYC, AVX-512), where MKL's sgemm takes a generic path, oneDNN ran 15–40% faster
+// for the NT and NN layouts used here. Everything else (small products, float64,
+// CUDA tensors, a torch without oneDNN, torch.backends.mkldnn.enabled = False) goes
+// to at::mm / at::addmm.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+#include "dni/math.h"
+
+namespace dni {
+
+struct DenseLinear {
+  at::Tensor out;     // [M, N], contiguous, newly allocated
+  bool activated;     // φ was applied (fused); otherwise out holds a·bᵀ + bias
+};
+
+// a [M, K], b [N, K], bias [N] (optional), any strides. φ is applied only where it is
+// fused for free; the caller applies it when `activated` is false.
+DenseLinear dense_linear(const at::Tensor& a, const at::Tensor& b,
+                         const std::optional<at::Tensor>& bias,
+                         Activation act = Activation::kIdentity);
+
+// a·bᵀ (+ bias) with no activation.
+inline at::Tensor dense_linear(const at::Tensor& a, const at::Tensor& b) {
+  return dense_linear(a, b, std::nullopt).out;
+}
+
+}  // namespace dni
