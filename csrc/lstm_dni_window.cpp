@@ -14,6 +14,7 @@
 
 #include <tuple>
 
+#include "dni/dense_linear.h"
 #include "dni/lstm_checks.h"
 
 namespace dni {
@@ -42,11 +43,7 @@ Tensor sg_input(const Tensor& h, const Tensor& c, bool sg_reads_cell) {
 
 // raw = inp Aᵀ (+ a), into `out`.
 void linear_into(Tensor out, const Tensor& inp, const Tensor& weight, const OptTensor& bias) {
-  if (bias.has_value()) {
-    at::addmm_out(out, *bias, inp, weight.t());
-  } else {
-    at::mm_out(out, inp, weight.t());
-  }
+  out.copy_(dense_linear(inp, weight, bias).out);
 }
 
 template <bool kTriton>

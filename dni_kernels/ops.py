@@ -297,6 +297,9 @@ def _register_lstm() -> None:
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, hs, cs, gates)
         ctx.has_bias = bias is not None
         ctx.mark_non_differentiable(gates)
+        # An output the loss does not reach (usually cs) comes back as None instead of
+        # a [T, B, H] block of zeros; the backward kernels take None.
+        ctx.set_materialize_grads(False)
 
     def _window_backward_of(backward_op):
         def _window_backward(ctx, grad_hs, grad_cs, _grad_gates):
@@ -319,6 +322,7 @@ def _register_lstm() -> None:
                               sg_bias, aux_weight, aux_bias)  # fmt: skip
         ctx.has_bias = bias is not None
         ctx.mark_non_differentiable(gates, sg_raw)
+        ctx.set_materialize_grads(False)  # as in _window_setup
 
     def _dni_backward_of(suffix):
         """The bootstrapped window's backward, made of the ops `<name><suffix>`."""

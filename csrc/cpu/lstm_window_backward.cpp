@@ -10,38 +10,55 @@
 
 #include <tuple>
 
+#include "dni/dense_linear.h"
 #include "dni/lstm_checks.h"
 #include "dni/lstm_math.h"
 #include "dni/lstm_window_grads.h"
 #include "dni/static_switch.h"
 #include "lstm_cpu.h"
+#include "workspace.h"
 
 namespace dni::cpu {
 namespace {
 
-// One step for all units: reads the activated gates, c_t, c_{t−1}, dh_t and the dc
+// One step for all units: reads the activated gates, σ(2c_t), c_{t−1}, dh_t and the dc
 // carry, plus the in-window gradients grad_hs[t] (kGradHs) and grad_cs[t] (kGradCs);
 // writes dz_t and the new carry ∂L/∂c_{t−1}.
+// One row; restrict pointers and a by-value length let GCC vectorise it.
 template <typename scalar_t, bool kGradHs, bool kGradCs>
-void gate_math_backward(const scalar_t* gates, const scalar_t* c, const scalar_t* c_prev,
-                        const scalar_t* dh, const scalar_t* grad_h, const scalar_t* grad_c,
-                        scalar_t* dc_carry, scalar_t* dz, int64_t batch, int64_t hidden) {
-  at::parallel_for(0, batch, lstm_row_grain(hidden), [&](int64_t begin, int64_t end) {
+inline void gate_math_backward_row(
+    const scalar_t* __restrict__ ai, const scalar_t* __restrict__ af,
+    const scalar_t* __restrict__ ag, const scalar_t* __restrict__ ao,
+    const scalar_t* __restrict__ sigmoid_2c, const scalar_t* __restrict__ c_prev,
+    const scalar_t* __restrict__ dh, const scalar_t* __restrict__ grad_h,
+    const scalar_t* __restrict__ grad_c, scalar_t* __restrict__ dc_carry,
+    scalar_t* __restrict__ dzi, scalar_t* __restrict__ dzf, scalar_t* __restrict__ dzg,
+    scalar_t* __restrict__ dzo, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    scalar_t dc = dc_carry[j];
+    if constexpr (kGradCs) dc += grad_c[j];
+    scalar_t dh_total = dh[j];
+    if constexpr (kGradHs) dh_total += grad_h[j];
+    dc_carry[j] = lstm_unit_backward_given_tanh(
+        ai[j], af[j], ag[j], ao[j], tanh_from_sigmoid_of_double(sigmoid_2c[j]), c_prev[j],
+        dh_total, dc, dzi[j], dzf[j], dzg[j], dzo[j]);
+  }
+}
+
+template <typename scalar_t, bool kGradHs, bool kGradCs>
+void gate_math_backward(const scalar_t* gates, const scalar_t* sigmoid_2c,
+                        const scalar_t* c_prev, const scalar_t* dh, const scalar_t* grad_h,
+                        const scalar_t* grad_c, scalar_t* dc_carry, scalar_t* dz,
+                        int64_t batch, int64_t hidden) {
+  at::parallel_for(0, batch, lstm_row_grain(hidden), [=](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      const scalar_t* a = gates + b * 4 * hidden;
-      scalar_t* d = dz + b * 4 * hidden;
       const int64_t row = b * hidden;
-      for (int64_t j = 0; j < hidden; ++j) {
-        const LstmGates<scalar_t> g{a[j], a[hidden + j], a[2 * hidden + j],
-                                    a[3 * hidden + j]};
-        scalar_t dc = dc_carry[row + j];
-        if constexpr (kGradCs) dc += grad_c[row + j];
-        scalar_t dh_total = dh[row + j];
-        if constexpr (kGradHs) dh_total += grad_h[row + j];
-        dc_carry[row + j] =
-            lstm_unit_backward(g, c[row + j], c_prev[row + j], dh_total, dc, d[j],
-                               d[hidden + j], d[2 * hidden + j], d[3 * hidden + j]);
-      }
+      const scalar_t* a = gates + 4 * row;
+      scalar_t* d = dz + 4 * row;
+      gate_math_backward_row<scalar_t, kGradHs, kGradCs>(
+          a, a + hidden, a + 2 * hidden, a + 3 * hidden, sigmoid_2c + row, c_prev + row,
+          dh + row, kGradHs ? grad_h + row : nullptr, kGradCs ? grad_c + row : nullptr,
+          dc_carry + row, d, d + hidden, d + 2 * hidden, d + 3 * hidden, hidden);
     }
   });
 }
@@ -57,7 +74,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
               x.device());
   const int64_t steps = x.size(0), batch = x.size(1), hidden = h0.size(1);
   auto opts = x.options();
-  Tensor dz = at::empty({steps, batch, 4 * hidden}, opts);
+  Tensor dz = workspace(WorkspaceSlot::kLstmGateGrads, {steps, batch, 4 * hidden}, opts);
   // dh holds the gradient reaching h_t from later steps (grad_h_end at t = T−1); the
   // in-window gradients are added inside the gate loop, and the carry dc starts at
   // grad_c_end.
@@ -69,16 +86,20 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
   const Tensor grad_hs_contig = grad_hs.has_value() ? grad_hs->contiguous() : Tensor();
   const Tensor grad_cs_contig = grad_cs.has_value() ? grad_cs->contiguous() : Tensor();
   const Tensor c0_contig = c0.contiguous();
+  // σ(2c_t) for the whole window in one vectorised pass; the loop takes
+  // tanh(c_t) = 2σ(2c_t) − 1 from it (see lstm_window_forward.cpp).
+  Tensor sigmoid_2cs = workspace(WorkspaceSlot::kLstmSigmoidTwoCell, cs.sizes(), opts);
+  at::sigmoid_out(sigmoid_2cs, at::mul_out(sigmoid_2cs, cs, 2));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dni_lstm_window_backward_cpu", [&] {
     DNI_BOOL_SWITCH(grad_hs.has_value(), kGradHs, [&] {
       DNI_BOOL_SWITCH(grad_cs.has_value(), kGradCs, [&] {
         for (int64_t t = steps - 1; t >= 0; --t) {
-          if (t < steps - 1) at::mm_out(dh, dz.select(0, t + 1), w_hh);
+          if (t < steps - 1) dh = dense_linear(dz.select(0, t + 1), w_hh.t());
           const scalar_t* c_prev = t == 0 ? c0_contig.data_ptr<scalar_t>()
                                           : cs.select(0, t - 1).data_ptr<scalar_t>();
           gate_math_backward<scalar_t, kGradHs, kGradCs>(
               gates.select(0, t).data_ptr<scalar_t>(),
-              cs.select(0, t).data_ptr<scalar_t>(), c_prev, dh.data_ptr<scalar_t>(),
+              sigmoid_2cs.select(0, t).data_ptr<scalar_t>(), c_prev, dh.data_ptr<scalar_t>(),
               kGradHs ? grad_hs_contig.select(0, t).data_ptr<scalar_t>() : nullptr,
               kGradCs ? grad_cs_contig.select(0, t).data_ptr<scalar_t>() : nullptr,
               dc_carry.data_ptr<scalar_t>(), dz.select(0, t).data_ptr<scalar_t>(), batch,

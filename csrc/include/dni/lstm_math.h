@@ -39,17 +39,28 @@ DNI_HOST_DEVICE void lstm_unit_forward(T zi, T zf, T zg, T zo, T c_prev, LstmGat
 
 // One step of BPTT for one unit. dh = ∂L/∂h_t (all paths), dc = ∂L/∂c_t from above
 // (the next step's carry plus any direct loss gradient on c_t). Writes the gradients of
-// the pre-activations and returns ∂L/∂c_{t−1}. tanh(c_t) is recomputed, not stored.
+// the pre-activations and returns ∂L/∂c_{t−1}. tanh(c_t) is given: the CPU kernel
+// computes it for the whole window in one vectorised pass, which leaves its per-step
+// loop free of transcendentals.
+// (The gates come as scalars, not an LstmGates: GCC left a loop that built the struct
+// per unit unvectorised.)
+template <typename T>
+DNI_HOST_DEVICE T lstm_unit_backward_given_tanh(T i, T f, T g, T o, T tanh_c, T c_prev,
+                                                T dh, T dc, T& dzi, T& dzf, T& dzg, T& dzo) {
+  dc += dh * o * activation_derivative<Activation::kTanh>(tanh_c);
+  dzi = dc * g * activation_derivative<Activation::kSigmoid>(i);
+  dzf = dc * c_prev * activation_derivative<Activation::kSigmoid>(f);
+  dzg = dc * i * activation_derivative<Activation::kTanh>(g);
+  dzo = dh * tanh_c * activation_derivative<Activation::kSigmoid>(o);
+  return dc * f;
+}
+
+// The same, recomputing tanh(c_t) (cheap on a GPU).
 template <typename T>
 DNI_HOST_DEVICE T lstm_unit_backward(const LstmGates<T>& a, T c, T c_prev, T dh, T dc,
                                      T& dzi, T& dzf, T& dzg, T& dzo) {
-  const T tanh_c = tanh(c);
-  dc += dh * a.o * activation_derivative<Activation::kTanh>(tanh_c);
-  dzi = dc * a.g * activation_derivative<Activation::kSigmoid>(a.i);
-  dzf = dc * c_prev * activation_derivative<Activation::kSigmoid>(a.f);
-  dzg = dc * a.i * activation_derivative<Activation::kTanh>(a.g);
-  dzo = dh * tanh_c * activation_derivative<Activation::kSigmoid>(a.o);
-  return dc * a.f;
+  return lstm_unit_backward_given_tanh(a.i, a.f, a.g, a.o, T(tanh(c)), c_prev, dh, dc, dzi,
+                                       dzf, dzg, dzo);
 }
 
 }  // namespace dni
