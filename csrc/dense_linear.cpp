@@ -10,17 +10,32 @@ namespace {
 // than MKL at 32×256×256 (2M), faster from 64×512×512 (17M) up.
 constexpr int64_t kOneDnnMinMacs = int64_t{1} << 23;
 
+// The oneDNN ops, looked up once (absent from a torch built without oneDNN).
+const c10::OperatorHandle* onednn_op(const char* name) {
+  const std::optional<c10::OperatorHandle> op =
+      c10::Dispatcher::singleton().findOp({name, ""});
+  return op.has_value() ? new c10::OperatorHandle(*op) : nullptr;  // lives as long as torch
+}
+
 const c10::OperatorHandle* linear_pointwise_op() {
-  static const std::optional<c10::OperatorHandle> op =
-      c10::Dispatcher::singleton().findOp({"mkldnn::_linear_pointwise", ""});
-  return op.has_value() ? &*op : nullptr;
+  static const c10::OperatorHandle* op = onednn_op("mkldnn::_linear_pointwise");
+  return op;
+}
+
+const c10::OperatorHandle* reorder_linear_weight_op() {
+  static const c10::OperatorHandle* op = onednn_op("mkldnn::_reorder_linear_weight");
+  return op;
+}
+
+bool use_onednn(const at::Tensor& b, int64_t macs) {
+  return b.device().is_cpu() && b.scalar_type() == at::kFloat && macs >= kOneDnnMinMacs &&
+         at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() &&
+         linear_pointwise_op() != nullptr;
 }
 
 bool use_onednn(const at::Tensor& a, const at::Tensor& b) {
-  const int64_t macs = a.size(0) * a.size(1) * b.size(0);
-  return a.device().is_cpu() && a.scalar_type() == at::kFloat && macs >= kOneDnnMinMacs &&
-         at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() &&
-         linear_pointwise_op() != nullptr;
+  // A packed weight was packed because its products go to oneDNN.
+  return b.is_mkldnn() || use_onednn(b, a.size(0) * a.size(1) * b.size(0));
 }
 
 const char* onednn_attr(Activation act) {
@@ -34,6 +49,15 @@ const char* onednn_attr(Activation act) {
 }
 
 }  // namespace
+
+at::Tensor prepack_weight(const at::Tensor& b, int64_t rows) {
+  if (!use_onednn(b, rows * b.size(0) * b.size(1)) || reorder_linear_weight_op() == nullptr) {
+    return b;
+  }
+  torch::jit::Stack stack{b.contiguous(), c10::IValue(rows)};
+  reorder_linear_weight_op()->callBoxed(&stack);
+  return stack[0].toTensor();
+}
 
 DenseLinear dense_linear(const at::Tensor& a, const at::Tensor& b,
                          const std::optional<at::Tensor>& bias, Activation act) {

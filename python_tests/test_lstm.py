@@ -56,6 +56,24 @@ GRAD_NAMES = ("grad_x", "grad_h0", "grad_c0", "grad_w_ih", "grad_w_hh", "grad_bi
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("bias,noncontig", [(True, False), (False, True)])
 def test_window_matches_reference(shape, dtype, bias, noncontig):
+    _check_window_against_reference(shape, dtype, bias, noncontig)
+
+
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "blas"])
+def test_window_onednn_and_blas_paths(onednn):
+    """Batch 32, H = 256: every product (the per-step ones with the packed recurrent
+    weight) is large enough for oneDNN; with it on and switched off by the user."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.backends.mkldnn.flags(enabled=onednn), profile(activities=[ProfilerActivity.CPU]) as prof:
+        _check_window_against_reference((3, 32, 40, 256), torch.float32, True, True)
+    names = {e.name for e in prof.events()}
+    expected = onednn and torch.backends.mkldnn.is_available()
+    assert ("mkldnn::_reorder_linear_weight" in names) == expected
+    assert ("mkldnn::_linear_pointwise" in names) == expected
+
+
+def _check_window_against_reference(shape, dtype, bias, noncontig):
     w = make_window(*shape, dtype=dtype, bias=bias, noncontig=noncontig)
     got = ops.lstm_window_forward(*w)
     expected = reference.lstm_window_forward(*w)

@@ -81,10 +81,11 @@ std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cpu(const Tensor& x, cons
   Tensor hs = at::empty({steps, batch, hidden}, opts);
   Tensor cs = at::empty({steps, batch, hidden}, opts);
   const Tensor c0_contig = c0.contiguous();
+  const Tensor w_hh_packed = prepack_weight(w_hh, batch);  // T products share it
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dni_lstm_window_forward_cpu", [&] {
     for (int64_t t = 0; t < steps; ++t) {
       Tensor z = gates.select(0, t);
-      z.add_(dense_linear(t == 0 ? h0 : hs.select(0, t - 1), w_hh));
+      z.add_(dense_linear(t == 0 ? h0 : hs.select(0, t - 1), w_hh_packed));
       z.narrow(1, 2 * hidden, hidden).mul_(2.0);
       z.sigmoid_();
       const scalar_t* c_prev = t == 0 ? c0_contig.data_ptr<scalar_t>()
