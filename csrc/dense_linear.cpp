@@ -9,6 +9,9 @@ namespace {
 // Below about 8M multiply-adds oneDNN's per-call setup is not repaid: measured slower
 // than MKL at 32×256×256 (2M), faster from 64×512×512 (17M) up.
 constexpr int64_t kOneDnnMinMacs = int64_t{1} << 23;
+// Packing costs about a product's time, and the packed products gained less inside the
+// LSTM loop than alone: a window of 8 steps ran slower with it, one of 40 faster.
+constexpr int64_t kMinProductsToPack = 16;
 
 // The oneDNN ops, looked up once (absent from a torch built without oneDNN).
 const c10::OperatorHandle* onednn_op(const char* name) {
@@ -50,8 +53,9 @@ const char* onednn_attr(Activation act) {
 
 }  // namespace
 
-at::Tensor prepack_weight(const at::Tensor& b, int64_t rows) {
-  if (!use_onednn(b, rows * b.size(0) * b.size(1)) || reorder_linear_weight_op() == nullptr) {
+at::Tensor prepack_weight(const at::Tensor& b, int64_t rows, int64_t products) {
+  if (products < kMinProductsToPack || !use_onednn(b, rows * b.size(0) * b.size(1)) ||
+      reorder_linear_weight_op() == nullptr) {
     return b;
   }
   torch::jit::Stack stack{b.contiguous(), c10::IValue(rows)};

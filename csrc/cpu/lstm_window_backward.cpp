@@ -90,7 +90,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
   // tanh(c_t) = 2σ(2c_t) − 1 from it (see lstm_window_forward.cpp).
   Tensor sigmoid_2cs = workspace(WorkspaceSlot::kLstmSigmoidTwoCell, cs.sizes(), opts);
   at::sigmoid_out(sigmoid_2cs, at::mul_out(sigmoid_2cs, cs, 2));
-  const Tensor w_hh_t_packed = prepack_weight(w_hh.t(), batch);  // T − 1 products share it
+  const Tensor w_hh_t_packed = prepack_weight(w_hh.t(), batch, steps - 1);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dni_lstm_window_backward_cpu", [&] {
     DNI_BOOL_SWITCH(grad_hs.has_value(), kGradHs, [&] {
       DNI_BOOL_SWITCH(grad_cs.has_value(), kGradCs, [&] {

@@ -81,7 +81,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cpu(const Tensor& x, cons
   Tensor hs = at::empty({steps, batch, hidden}, opts);
   Tensor cs = at::empty({steps, batch, hidden}, opts);
   const Tensor c0_contig = c0.contiguous();
-  const Tensor w_hh_packed = prepack_weight(w_hh, batch);  // T products share it
+  const Tensor w_hh_packed = prepack_weight(w_hh, batch, steps);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dni_lstm_window_forward_cpu", [&] {
     for (int64_t t = 0; t < steps; ++t) {
       Tensor z = gates.select(0, t);
