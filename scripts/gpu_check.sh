@@ -7,6 +7,8 @@
 #   test      every GPU test file (CUDA C++ and compiled Triton) under pytest-xdist
 #   sanitize  compute-sanitizer memcheck + racecheck over a few small CUDA cases
 #   bench     the GPU columns of the linear_step, sg_update and LSTM benchmarks
+#   paths     linear_step's CUDA single- vs multi-launch path over small layers (the
+#             data behind DNI_CUDA_PATH=auto)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
@@ -59,6 +61,29 @@ run_phase() {
             python3 "benchmarks/$b.py" --device cuda 2>&1 | tee "$OUT/$b.log" | grep -v "^W" || return 1
             cp "benchmarks/results/${b}_cuda.json" "$OUT/"
         done
+        ;;
+    paths)
+        python3 - <<'EOF' 2>&1 | tee "$OUT/paths.log"
+import os
+
+import torch
+from triton.testing import do_bench
+
+from dni_kernels import ops
+
+print("   B  I=O  single_us  multi_us  multi/single")
+for width in (64, 128, 256):
+    for batch in (32, 128, 512, 1024, 2048, 4096):
+        x = torch.randn(batch, width, device="cuda")
+        w, a = torch.randn(width, width, device="cuda") * 0.05, torch.randn(width, width, device="cuda") * 0.01
+        b, ab = torch.zeros(width, device="cuda"), torch.zeros(width, device="cuda")
+        us = {}
+        for path in ("single", "multi"):
+            os.environ["DNI_CUDA_PATH"] = path
+            fn = lambda: ops.linear_step(x, w, b, a, ab, activation="relu", lr=1e-6)  # noqa: E731
+            us[path] = do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e3
+        print(f"{batch:4d} {width:4d} {us['single']:10.1f} {us['multi']:9.1f} {us['multi'] / us['single']:13.2f}")
+EOF
         ;;
     *) echo "unknown phase $1"; return 2 ;;
     esac
