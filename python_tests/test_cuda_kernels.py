@@ -42,7 +42,7 @@ def test_cuda_kernels_registered():
 PATHS = ["single", "multi"]
 LOW_PRECISION = [torch.float16, torch.bfloat16]
 # (batch, in, out): batch 1, sizes off multiples of 16 and of the GEMM tile, the single
-# path's limits (256 features; batch > 512 is beyond its auto range but allowed).
+# path's feature limit (256; any batch is allowed when the path is forced).
 SHAPES = [(1, 5, 3), (7, 33, 17), (19, 129, 65), (600, 40, 24), (70, 256, 200)]
 LARGE = (9, 300, 270)  # multi only: the single kernel takes at most 256 features
 

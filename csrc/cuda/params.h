@@ -81,12 +81,13 @@ struct LinearStepParams {
 
 enum class Path { kSingle, kMulti };
 
-// Which path a layer takes under DNI_CUDA_PATH=auto; see linear_step_single.cuh for
-// the limits of the single-launch kernel and why.
+// Which path a layer takes under DNI_CUDA_PATH=auto (see linear_step.cpp for the
+// measurements); linear_step_single.cuh says why the single kernel's layers are limited
+// to 256 features. Small batches give it too few blocks to beat the multi-launch path.
 constexpr int64_t kSingleMaxFeatures = 256;
-constexpr int64_t kSingleMaxBatch = 512;
-inline bool fits_single(int64_t batch, int64_t in, int64_t out) {
-  return in <= kSingleMaxFeatures && out <= kSingleMaxFeatures && batch <= kSingleMaxBatch;
+constexpr int64_t kSingleMinBatch = 2048;
+inline bool prefers_single(int64_t batch, int64_t in, int64_t out) {
+  return in <= kSingleMaxFeatures && out <= kSingleMaxFeatures && batch >= kSingleMinBatch;
 }
 
 // T: the activation dtype (float, c10::Half, c10::BFloat16); `params_fp32` selects
