@@ -13,21 +13,16 @@ constexpr int64_t kOneDnnMinMacs = int64_t{1} << 23;
 // LSTM loop than alone: a window of 8 steps ran slower with it, one of 40 faster.
 constexpr int64_t kMinProductsToPack = 16;
 
-// The oneDNN ops, looked up once (absent from a torch built without oneDNN).
-const c10::OperatorHandle* onednn_op(const char* name) {
-  const std::optional<c10::OperatorHandle> op =
-      c10::Dispatcher::singleton().findOp({name, ""});
-  return op.has_value() ? new c10::OperatorHandle(*op) : nullptr;  // lives as long as torch
-}
-
+// The oneDNN ops, looked up once; null in a torch built without oneDNN.
 const c10::OperatorHandle* linear_pointwise_op() {
-  static const c10::OperatorHandle* op = onednn_op("mkldnn::_linear_pointwise");
-  return op;
+  static const auto op = c10::Dispatcher::singleton().findOp({"mkldnn::_linear_pointwise", ""});
+  return op.has_value() ? &*op : nullptr;
 }
 
 const c10::OperatorHandle* reorder_linear_weight_op() {
-  static const c10::OperatorHandle* op = onednn_op("mkldnn::_reorder_linear_weight");
-  return op;
+  static const auto op =
+      c10::Dispatcher::singleton().findOp({"mkldnn::_reorder_linear_weight", ""});
+  return op.has_value() ? &*op : nullptr;
 }
 
 bool use_onednn(const at::Tensor& b, int64_t macs) {
