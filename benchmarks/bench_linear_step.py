@@ -10,7 +10,6 @@ single-launch and the multi-launch (tiled GEMM) path forced.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -19,8 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (add_device_arg, device_selected, environment, print_table,  # noqa: E402
-                    results_name, set_threads, sgemm_column, time_columns, write_json)
+from common import bench_main, environment, print_table, sgemm_column, time_columns  # noqa: E402
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -143,21 +141,7 @@ def run(device: torch.device, sizes, min_run_time: float) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smallest size only, short runs")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--min-run-time", type=float, default=1.0)
-    add_device_arg(parser)
-    args = parser.parse_args()
-    set_threads(args.threads)
-    results = {}
-    cpu_sizes = CPU_SIZES[:1] if args.quick else CPU_SIZES
-    if device_selected(args, "cpu"):
-        results["cpu"] = run(torch.device("cpu"), cpu_sizes, 0.2 if args.quick else args.min_run_time)
-    if device_selected(args, "cuda"):
-        sizes = [(b, w) for b in GPU_BATCHES for w in GPU_WIDTHS]
-        results["cuda"] = run(torch.device("cuda"), sizes[:1] if args.quick else sizes, args.min_run_time)
-    print("wrote", write_json(results_name("bench_linear_step", args), results))
+    bench_main("bench_linear_step", __doc__, run, CPU_SIZES, [(b, w) for b in GPU_BATCHES for w in GPU_WIDTHS])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ for every column, the SG's extra work not counted) ÷ sgemm rate ÷ time.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import sys
@@ -23,8 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (add_device_arg, device_selected, environment, print_table,  # noqa: E402
-                    results_name, set_threads, sgemm_column, time_columns, write_json)
+from common import bench_main, environment, print_table, sgemm_column, time_columns  # noqa: E402
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -99,20 +97,7 @@ def run(device: torch.device, sizes, min_run_time: float) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="T=8, B=32, H=256 only, short runs")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--min-run-time", type=float, default=1.0)
-    add_device_arg(parser)
-    args = parser.parse_args()
-    set_threads(args.threads)
-    results = {}
-    sizes = SIZES[:1] if args.quick else SIZES
-    if device_selected(args, "cpu"):
-        results["cpu"] = run(torch.device("cpu"), sizes, 0.3 if args.quick else args.min_run_time)
-    if device_selected(args, "cuda"):
-        results["cuda"] = run(torch.device("cuda"), sizes, args.min_run_time)
-    print("wrote", write_json(results_name("bench_lstm", args), results))
+    bench_main("bench_lstm", __doc__, run, SIZES, quick_help="T=8, B=32, H=256 only, short runs")
 
 
 if __name__ == "__main__":

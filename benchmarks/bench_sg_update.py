@@ -9,7 +9,6 @@ the bias/class-table reductions.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -17,8 +16,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (add_device_arg, device_selected, environment, print_table,  # noqa: E402
-                    results_name, set_threads, sgemm_column, time_columns, write_json)
+from common import bench_main, environment, print_table, sgemm_column, time_columns  # noqa: E402
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -69,20 +67,7 @@ def run(device, sizes, min_run_time):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smallest size only, short runs")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--min-run-time", type=float, default=1.0)
-    add_device_arg(parser)
-    args = parser.parse_args()
-    set_threads(args.threads)
-    sizes = SIZES[:1] if args.quick else SIZES
-    results = {}
-    if device_selected(args, "cpu"):
-        results["cpu"] = run(torch.device("cpu"), sizes, 0.2 if args.quick else args.min_run_time)
-    if device_selected(args, "cuda"):
-        results["cuda"] = run(torch.device("cuda"), sizes, args.min_run_time)
-    print("wrote", write_json(results_name("bench_sg_update", args), results))
+    bench_main("bench_sg_update", __doc__, run, SIZES)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ square sgemm measured in the same run ÷ the op's time.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -102,18 +103,25 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads or min(os.cpu_count() or 1, torch.get_num_threads()))
 
 
-def add_device_arg(parser) -> None:
+def bench_main(name: str, doc: str, run, cpu_sizes, cuda_sizes=None,
+               quick_help: str = "smallest size only, short runs") -> None:
+    """The command line every benchmark shares: --quick, --threads, --min-run-time and
+    --device; runs `run(device, sizes, min_run_time)` on each selected device (the GPU
+    only when present) and writes the results to benchmarks/results/<name>[_device].json
+    (a run on one device never overwrites another device's results)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--min-run-time", type=float, default=1.0)
     parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all",
                         help="benchmark the CPU, the GPU, or both (the GPU only when present)")
-
-
-def device_selected(args, kind: str) -> bool:
-    if args.device not in (kind, "all"):
-        return False
-    return kind == "cpu" or torch.cuda.is_available()
-
-
-def results_name(name: str, args) -> str:
-    """bench_x.json for a full run, bench_x_cuda.json for a GPU-only run, so a run on
-    one device never overwrites another device's results."""
-    return name if args.device == "all" else f"{name}_{args.device}"
+    args = parser.parse_args()
+    set_threads(args.threads)
+    min_run_time = 0.2 if args.quick else args.min_run_time
+    results = {}
+    for kind, sizes in (("cpu", cpu_sizes), ("cuda", cuda_sizes or cpu_sizes)):
+        if args.device not in (kind, "all") or (kind == "cuda" and not torch.cuda.is_available()):
+            continue
+        results[kind] = run(torch.device(kind), sizes[:1] if args.quick else sizes, min_run_time)
+    suffix = "" if args.device == "all" else f"_{args.device}"
+    print("wrote", write_json(name + suffix, results))
