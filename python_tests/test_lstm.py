@@ -232,6 +232,23 @@ def test_long_window_float32_matches_float64():
         torch.testing.assert_close(g.double(), e, **tol(torch.float32), msg=lambda m: f"{n}: {m}")
 
 
+def test_saturated_gates_float32_match_float64():
+    """Pre-activations far beyond ±88, where the CPU kernels' vectorised exp clamps its
+    argument (csrc/cpu/vec_math.h): gates at exactly 0 and 1, no inf or NaN."""
+    w64 = list(make_window(5, 3, 8, 37, seed=5))
+    w64[5] = w64[5] * 1000.0
+    w32 = [t.float() for t in w64]
+    got = ops.lstm_window_forward(*w32)
+    expected = reference.lstm_window_forward(*w64)
+    assert (w64[5].abs() > 100).float().mean() > 0.2
+    grad_hs = torch.randn(5, 3, 37, dtype=torch.float64)
+    got_b = ops.lstm_window_backward(grad_hs.float(), None, None, None, *w32[:5], *got)
+    exp_b = reference.lstm_window_backward(grad_hs, None, None, None, *w64[:5], *expected)
+    for g, e, n in zip((*got, *got_b), (*expected, *exp_b), ("hs", "cs", "gates") + GRAD_NAMES):
+        assert torch.isfinite(g).all(), n
+        torch.testing.assert_close(g.double(), e, **tol(torch.float32), msg=lambda m: f"{n}: {m}")
+
+
 def _opcheck_samples():
     w = make_window(3, 2, 5, 4, dtype=torch.float32, noncontig=True)
     yield "lstm_window_forward", w

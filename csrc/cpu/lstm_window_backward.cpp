@@ -16,51 +16,43 @@
 #include "dni/lstm_window_grads.h"
 #include "dni/static_switch.h"
 #include "lstm_cpu.h"
+#include "vec_math.h"
 #include "workspace.h"
 
 namespace dni::cpu {
 namespace {
 
-// One step for all units: reads the activated gates, σ(2c_t), c_{t−1}, dh_t and the dc
-// carry, plus the in-window gradients grad_hs[t] (kGradHs) and grad_cs[t] (kGradCs);
-// writes dz_t and the new carry ∂L/∂c_{t−1}.
-// One row; restrict pointers and a by-value length let GCC vectorise it.
+// One step for rows [0, rows) (pointers at the first row): reads the activated gates,
+// c_t, c_{t−1}, dh_t and the dc carry, plus the in-window gradients grad_hs[t] (kGradHs) and grad_cs[t] (kGradCs);
+// writes dz_t and the new carry ∂L/∂c_{t−1}. Restrict pointers and by-value lengths
+// let GCC vectorise the unit loop, tanh(c_t) included (vec_math.h).
 template <typename scalar_t, bool kGradHs, bool kGradCs>
-inline void gate_math_backward_row(
-    const scalar_t* __restrict__ ai, const scalar_t* __restrict__ af,
-    const scalar_t* __restrict__ ag, const scalar_t* __restrict__ ao,
-    const scalar_t* __restrict__ sigmoid_2c, const scalar_t* __restrict__ c_prev,
-    const scalar_t* __restrict__ dh, const scalar_t* __restrict__ grad_h,
-    const scalar_t* __restrict__ grad_c, scalar_t* __restrict__ dc_carry,
-    scalar_t* __restrict__ dzi, scalar_t* __restrict__ dzf, scalar_t* __restrict__ dzg,
-    scalar_t* __restrict__ dzo, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    scalar_t dc = dc_carry[j];
-    if constexpr (kGradCs) dc += grad_c[j];
-    scalar_t dh_total = dh[j];
-    if constexpr (kGradHs) dh_total += grad_h[j];
-    dc_carry[j] = lstm_unit_backward_given_tanh(
-        ai[j], af[j], ag[j], ao[j], tanh_from_sigmoid_of_double(sigmoid_2c[j]), c_prev[j],
-        dh_total, dc, dzi[j], dzf[j], dzg[j], dzo[j]);
-  }
-}
-
-template <typename scalar_t, bool kGradHs, bool kGradCs>
-void gate_math_backward(const scalar_t* gates, const scalar_t* sigmoid_2c,
-                        const scalar_t* c_prev, const scalar_t* dh, const scalar_t* grad_h,
-                        const scalar_t* grad_c, scalar_t* dc_carry, scalar_t* dz,
-                        int64_t batch, int64_t hidden) {
-  at::parallel_for(0, batch, lstm_row_grain(hidden), [=](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      const int64_t row = b * hidden;
-      const scalar_t* a = gates + 4 * row;
-      scalar_t* d = dz + 4 * row;
-      gate_math_backward_row<scalar_t, kGradHs, kGradCs>(
-          a, a + hidden, a + 2 * hidden, a + 3 * hidden, sigmoid_2c + row, c_prev + row,
-          dh + row, kGradHs ? grad_h + row : nullptr, kGradCs ? grad_c + row : nullptr,
-          dc_carry + row, d, d + hidden, d + 2 * hidden, d + 3 * hidden, hidden);
+DNI_CPU_ISA_CLONES void step_backward_rows(
+    const scalar_t* __restrict__ gates, const scalar_t* __restrict__ c,
+    const scalar_t* __restrict__ c_prev, const scalar_t* __restrict__ dh,
+    const scalar_t* __restrict__ grad_h, const scalar_t* __restrict__ grad_c,
+    scalar_t* __restrict__ dc_carry, scalar_t* __restrict__ dz, int64_t rows,
+    int64_t hidden) {
+  for (int64_t b = 0; b < rows; ++b) {
+    const scalar_t* __restrict__ ai = gates + b * 4 * hidden;
+    const scalar_t* __restrict__ af = ai + hidden;
+    const scalar_t* __restrict__ ag = ai + 2 * hidden;
+    const scalar_t* __restrict__ ao = ai + 3 * hidden;
+    scalar_t* __restrict__ dzi = dz + b * 4 * hidden;
+    scalar_t* __restrict__ dzf = dzi + hidden;
+    scalar_t* __restrict__ dzg = dzi + 2 * hidden;
+    scalar_t* __restrict__ dzo = dzi + 3 * hidden;
+    const int64_t row = b * hidden;
+    for (int64_t j = 0; j < hidden; ++j) {
+      scalar_t dc = dc_carry[row + j];
+      if constexpr (kGradCs) dc += grad_c[row + j];
+      scalar_t dh_total = dh[row + j];
+      if constexpr (kGradHs) dh_total += grad_h[row + j];
+      dc_carry[row + j] = lstm_unit_backward_given_tanh(
+          ai[j], af[j], ag[j], ao[j], tanh_vec(c[row + j]), c_prev[row + j], dh_total, dc,
+          dzi[j], dzf[j], dzg[j], dzo[j]);
     }
-  });
+  }
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_cpu(
@@ -86,10 +78,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
   const Tensor grad_hs_contig = grad_hs.has_value() ? grad_hs->contiguous() : Tensor();
   const Tensor grad_cs_contig = grad_cs.has_value() ? grad_cs->contiguous() : Tensor();
   const Tensor c0_contig = c0.contiguous();
-  // σ(2c_t) for the whole window in one vectorised pass; the loop takes
-  // tanh(c_t) = 2σ(2c_t) − 1 from it (see lstm_window_forward.cpp).
-  Tensor sigmoid_2cs = workspace(WorkspaceSlot::kLstmSigmoidTwoCell, cs.sizes(), opts);
-  at::sigmoid_out(sigmoid_2cs, at::mul_out(sigmoid_2cs, cs, 2));
   const Tensor w_hh_t_packed = prepack_weight(w_hh.t(), batch, steps - 1);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dni_lstm_window_backward_cpu", [&] {
     DNI_BOOL_SWITCH(grad_hs.has_value(), kGradHs, [&] {
@@ -98,13 +86,22 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
           if (t < steps - 1) dh = dense_linear(dz.select(0, t + 1), w_hh_t_packed);
           const scalar_t* c_prev = t == 0 ? c0_contig.data_ptr<scalar_t>()
                                           : cs.select(0, t - 1).data_ptr<scalar_t>();
-          gate_math_backward<scalar_t, kGradHs, kGradCs>(
-              gates.select(0, t).data_ptr<scalar_t>(),
-              sigmoid_2cs.select(0, t).data_ptr<scalar_t>(), c_prev, dh.data_ptr<scalar_t>(),
-              kGradHs ? grad_hs_contig.select(0, t).data_ptr<scalar_t>() : nullptr,
-              kGradCs ? grad_cs_contig.select(0, t).data_ptr<scalar_t>() : nullptr,
-              dc_carry.data_ptr<scalar_t>(), dz.select(0, t).data_ptr<scalar_t>(), batch,
-              hidden);
+          const scalar_t* c_t = cs.select(0, t).data_ptr<scalar_t>();
+          const scalar_t* dh_ptr = dh.data_ptr<scalar_t>();
+          const scalar_t* grad_h =
+              kGradHs ? grad_hs_contig.select(0, t).data_ptr<scalar_t>() : nullptr;
+          const scalar_t* grad_c =
+              kGradCs ? grad_cs_contig.select(0, t).data_ptr<scalar_t>() : nullptr;
+          const scalar_t* gates_t = gates.select(0, t).data_ptr<scalar_t>();
+          scalar_t* dc_ptr = dc_carry.data_ptr<scalar_t>();
+          scalar_t* dz_t = dz.select(0, t).data_ptr<scalar_t>();
+          at::parallel_for(0, batch, lstm_row_grain(hidden), [=](int64_t begin, int64_t end) {
+            const int64_t row = begin * hidden;
+            step_backward_rows<scalar_t, kGradHs, kGradCs>(
+                gates_t + 4 * row, c_t + row, c_prev + row, dh_ptr + row,
+                kGradHs ? grad_h + row : nullptr, kGradCs ? grad_c + row : nullptr,
+                dc_ptr + row, dz_t + 4 * row, end - begin, hidden);
+          });
         }
       });
     });

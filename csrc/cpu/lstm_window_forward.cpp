@@ -1,9 +1,10 @@
 // The LSTM window forward on CPU (dni_kernels/reference.py::lstm_window_forward).
 //
 // The input projection of all T steps is ONE product that becomes `gates`
-// (x W_ihᵀ + b for [T·B, I]); each step then adds h_{t−1} W_hhᵀ into its slice (one
-// product, see dense_linear.h), activates the gates in place (the backward reuses
-// them) and updates the cell: two ATen sigmoid passes and two parallel loops.
+// (x W_ihᵀ + b for [T·B, I]). Each step is then two calls: the recurrent product
+// h_{t−1} W_hhᵀ (see dense_linear.h) and one parallel loop that adds it to the step's
+// slice of `gates`, activates the gates in place (the backward reuses them) and writes
+// c_t and h_t.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -12,58 +13,44 @@
 
 #include "dni/dense_linear.h"
 #include "dni/lstm_checks.h"
-#include "dni/lstm_math.h"
 #include "lstm_cpu.h"
+#include "vec_math.h"
 
 namespace dni::cpu {
 namespace {
 
-// The per-step loops carry no transcendentals, so they vectorise; all of those are
-// ATen sigmoid passes (runtime-dispatched SIMD): tanh(v) = 2σ(2v) − 1 gives the g gate
-// and tanh(c_t). (ATen's own tanh ran ~10x slower than its sigmoid here.)
-//
-// Row kernels take restrict pointers and a by-value length: that is what lets GCC
-// vectorise them (pointers captured by reference in a lambda may alias the stores).
+// Rows [0, rows) of one step. z [rows, 4H] holds x_t W_ihᵀ + b on entry and the
+// activated gates on exit; zh [rows, 4H] is h_{t−1} W_hhᵀ. Restrict pointers and a
+// by-value length let GCC vectorise the unit loop (z is read and written at the same
+// index only).
 template <typename scalar_t>
-inline void cell_update_row(const scalar_t* __restrict__ zi, const scalar_t* __restrict__ zf,
-                            scalar_t* __restrict__ zg, const scalar_t* __restrict__ c_prev,
-                            scalar_t* __restrict__ c, scalar_t* __restrict__ two_c, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    const scalar_t g = tanh_from_sigmoid_of_double(zg[j]);
-    zg[j] = g;
-    c[j] = zf[j] * c_prev[j] + zi[j] * g;
-    two_c[j] = scalar_t(2) * c[j];
+DNI_CPU_ISA_CLONES void step_forward_rows(scalar_t* z, const scalar_t* __restrict__ zh,
+                                          const scalar_t* __restrict__ c_prev,
+                                          scalar_t* __restrict__ c, scalar_t* __restrict__ h,
+                                          int64_t rows, int64_t hidden) {
+  for (int64_t b = 0; b < rows; ++b) {
+    scalar_t* __restrict__ zi = z + b * 4 * hidden;
+    scalar_t* __restrict__ zf = zi + hidden;
+    scalar_t* __restrict__ zg = zi + 2 * hidden;
+    scalar_t* __restrict__ zo = zi + 3 * hidden;
+    const scalar_t* __restrict__ hi = zh + b * 4 * hidden;
+    const scalar_t* __restrict__ cp = c_prev + b * hidden;
+    scalar_t* __restrict__ cb = c + b * hidden;
+    scalar_t* __restrict__ hb = h + b * hidden;
+    for (int64_t j = 0; j < hidden; ++j) {
+      const scalar_t i = sigmoid_vec(zi[j] + hi[j]);
+      const scalar_t f = sigmoid_vec(zf[j] + hi[hidden + j]);
+      const scalar_t g = tanh_vec(zg[j] + hi[2 * hidden + j]);
+      const scalar_t o = sigmoid_vec(zo[j] + hi[3 * hidden + j]);
+      zi[j] = i;
+      zf[j] = f;
+      zg[j] = g;
+      zo[j] = o;
+      const scalar_t c_new = f * cp[j] + i * g;
+      cb[j] = c_new;
+      hb[j] = o * tanh_vec(c_new);
+    }
   }
-}
-
-template <typename scalar_t>
-inline void cell_output_row(const scalar_t* __restrict__ zo, scalar_t* __restrict__ h,
-                            int64_t n) {
-  for (int64_t j = 0; j < n; ++j) h[j] = zo[j] * tanh_from_sigmoid_of_double(h[j]);
-}
-
-// On entry z [B, 4H] holds σ of the pre-activations, the g block's doubled first.
-// Writes g back, c_t, and 2c_t into h (for the σ pass that follows).
-template <typename scalar_t>
-void cell_update(scalar_t* z, const scalar_t* c_prev, scalar_t* c, scalar_t* h,
-                 int64_t batch, int64_t hidden) {
-  at::parallel_for(0, batch, lstm_row_grain(hidden), [=](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      scalar_t* zb = z + b * 4 * hidden;
-      cell_update_row(zb, zb + hidden, zb + 2 * hidden, c_prev + b * hidden, c + b * hidden,
-                      h + b * hidden, hidden);
-    }
-  });
-}
-
-// h holds σ(2c_t) on entry: h_t = o · tanh(c_t).
-template <typename scalar_t>
-void cell_output(const scalar_t* z, scalar_t* h, int64_t batch, int64_t hidden) {
-  at::parallel_for(0, batch, lstm_row_grain(hidden), [=](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      cell_output_row(z + b * 4 * hidden + 3 * hidden, h + b * hidden, hidden);
-    }
-  });
 }
 
 std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cpu(const Tensor& x, const Tensor& h0,
@@ -83,19 +70,22 @@ std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cpu(const Tensor& x, cons
   const Tensor c0_contig = c0.contiguous();
   const Tensor w_hh_packed = prepack_weight(w_hh, batch, steps);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dni_lstm_window_forward_cpu", [&] {
+    scalar_t* z = gates.data_ptr<scalar_t>();
+    scalar_t* c = cs.data_ptr<scalar_t>();
+    scalar_t* h = hs.data_ptr<scalar_t>();
     for (int64_t t = 0; t < steps; ++t) {
-      Tensor z = gates.select(0, t);
-      z.add_(dense_linear(t == 0 ? h0 : hs.select(0, t - 1), w_hh_packed));
-      z.narrow(1, 2 * hidden, hidden).mul_(2.0);
-      z.sigmoid_();
-      const scalar_t* c_prev = t == 0 ? c0_contig.data_ptr<scalar_t>()
-                                      : cs.select(0, t - 1).data_ptr<scalar_t>();
-      Tensor h = hs.select(0, t);
-      scalar_t* zp = z.data_ptr<scalar_t>();
-      cell_update<scalar_t>(zp, c_prev, cs.select(0, t).data_ptr<scalar_t>(),
-                            h.data_ptr<scalar_t>(), batch, hidden);
-      h.sigmoid_();
-      cell_output<scalar_t>(zp, h.data_ptr<scalar_t>(), batch, hidden);
+      const Tensor zh = dense_linear(t == 0 ? h0 : hs.select(0, t - 1), w_hh_packed);
+      const scalar_t* zh_ptr = zh.data_ptr<scalar_t>();
+      const scalar_t* c_prev =
+          t == 0 ? c0_contig.data_ptr<scalar_t>() : c + (t - 1) * batch * hidden;
+      scalar_t* z_t = z + t * batch * 4 * hidden;
+      scalar_t* c_t = c + t * batch * hidden;
+      scalar_t* h_t = h + t * batch * hidden;
+      at::parallel_for(0, batch, lstm_row_grain(hidden), [=](int64_t begin, int64_t end) {
+        step_forward_rows<scalar_t>(z_t + begin * 4 * hidden, zh_ptr + begin * 4 * hidden,
+                                    c_prev + begin * hidden, c_t + begin * hidden,
+                                    h_t + begin * hidden, end - begin, hidden);
+      });
     }
   });
   return {hs, cs, gates};

@@ -13,7 +13,7 @@
 
 namespace dni::cpu {
 
-enum class WorkspaceSlot : int { kLstmGateGrads = 0, kLstmSigmoidTwoCell = 1, kCount = 2 };
+enum class WorkspaceSlot : int { kLstmGateGrads = 0, kCount = 1 };
 
 inline at::Tensor workspace(WorkspaceSlot slot, at::IntArrayRef sizes,
                             const at::TensorOptions& options) {

@@ -19,13 +19,6 @@ DNI_HOST_DEVICE void lstm_state_update(const LstmGates<T>& a, T c_prev, T& c, T&
   h = a.o * tanh(c);
 }
 
-// tanh(z) from s = σ(2z): tanh(z) = 2σ(2z) − 1. Lets a kernel activate all four gates
-// with one vectorised sigmoid pass (after doubling the g pre-activations).
-template <typename T>
-DNI_HOST_DEVICE T tanh_from_sigmoid_of_double(T s) {
-  return T(2) * s - T(1);
-}
-
 // z (pre-activations) and c_{t−1} in; activated gates, c_t and h_t out.
 template <typename T>
 DNI_HOST_DEVICE void lstm_unit_forward(T zi, T zf, T zg, T zo, T c_prev, LstmGates<T>& a,
@@ -40,8 +33,7 @@ DNI_HOST_DEVICE void lstm_unit_forward(T zi, T zf, T zg, T zo, T c_prev, LstmGat
 // One step of BPTT for one unit. dh = ∂L/∂h_t (all paths), dc = ∂L/∂c_t from above
 // (the next step's carry plus any direct loss gradient on c_t). Writes the gradients of
 // the pre-activations and returns ∂L/∂c_{t−1}. tanh(c_t) is given: the CPU kernel
-// computes it for the whole window in one vectorised pass, which leaves its per-step
-// loop free of transcendentals.
+// computes it with its vectorisable tanh (csrc/cpu/vec_math.h).
 // (The gates come as scalars, not an LstmGates: GCC left a loop that built the struct
 // per unit unvectorised.)
 template <typename T>
