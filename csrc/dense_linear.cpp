@@ -12,6 +12,12 @@ constexpr int64_t kOneDnnMinMacs = int64_t{1} << 23;
 // Packing costs about a product's time, and the packed products gained less inside the
 // LSTM loop than alone: a window of 8 steps ran slower with it, one of 40 faster.
 constexpr int64_t kMinProductsToPack = 16;
+// Packing a transposed view (the LSTM backward's W_hhᵀ) reads it strided and cost 5x
+// more: 1.0 ms against 0.19 ms for 1024×256. For a 1 MB weight oneDNN's own per-call
+// handling of the view was then as fast as the packed product (H = 256: 0.176 against
+// 0.173 ms per step), so packing only lost time; at 16 MB (H = 1024) each packed
+// product saved 1.2–1.4 ms.
+constexpr int64_t kMinTransposedElementsToPack = int64_t{1} << 20;
 
 // The oneDNN ops, looked up once; null in a torch built without oneDNN.
 const c10::OperatorHandle* linear_pointwise_op() {
@@ -49,8 +55,9 @@ const char* onednn_attr(Activation act) {
 }  // namespace
 
 at::Tensor prepack_weight(const at::Tensor& b, int64_t rows, int64_t products) {
-  if (products < kMinProductsToPack || !use_onednn(b, rows * b.size(0) * b.size(1)) ||
-      reorder_linear_weight_op() == nullptr) {
+  const bool cheap_view = !b.is_contiguous() && b.numel() < kMinTransposedElementsToPack;
+  if (products < kMinProductsToPack || cheap_view ||
+      !use_onednn(b, rows * b.size(0) * b.size(1)) || reorder_linear_weight_op() == nullptr) {
     return b;
   }
   torch::jit::Stack stack{b.contiguous(), c10::IValue(rows)};

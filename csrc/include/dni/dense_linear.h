@@ -30,9 +30,10 @@ DenseLinear dense_linear(const at::Tensor& a, const at::Tensor& b,
 
 // b [N, K] prepared for `products` products a·bᵀ with `rows`-row a's (an LSTM's
 // recurrent weight, once per window): oneDNN's packed layout when those products go to
-// oneDNN and are many enough to repay the packing; oneDNN then skips re-packing b on
-// every call (alone, 25% faster at 32 rows, 5% at 256, on the development CPU). b
-// unchanged otherwise. Pass the result as dense_linear's b.
+// oneDNN and are many enough to repay the packing (a transposed view only from 4 MB
+// up, see dense_linear.cpp); oneDNN then skips re-packing b on every call (alone, 25%
+// faster at 32 rows, 5% at 256, on the development CPU). b unchanged otherwise. Pass
+// the result as dense_linear's b.
 at::Tensor prepack_weight(const at::Tensor& b, int64_t rows, int64_t products);
 
 // a·bᵀ (+ bias) with no activation.
