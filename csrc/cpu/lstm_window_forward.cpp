@@ -75,6 +75,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cpu(const Tensor& x, cons
     scalar_t* h = hs.data_ptr<scalar_t>();
     for (int64_t t = 0; t < steps; ++t) {
       const Tensor zh = dense_linear(t == 0 ? h0 : hs.select(0, t - 1), w_hh_packed);
+      TORCH_INTERNAL_ASSERT(zh.is_contiguous());  // read below as [B, 4H] rows
       const scalar_t* zh_ptr = zh.data_ptr<scalar_t>();
       const scalar_t* c_prev =
           t == 0 ? c0_contig.data_ptr<scalar_t>() : c + (t - 1) * batch * hidden;
