@@ -1,12 +1,15 @@
 """Benchmark one bootstrapped LSTM window, forward + backward, in one run:
 
     fused     dni::lstm_dni_window fwd + bwd: the window, the SG prediction at both
-              boundaries, the bootstrap ĝ_end and the SG regression (what DNILSTM runs)
-    eager     the same in plain PyTorch (reference.lstm_dni_window: cell loop + BPTT)
-    nn_lstm   torch.nn.LSTM fwd + bwd alone (oneDNN on CPU, cuDNN on a GPU), no SG
+              boundaries, the bootstrap ĝ_end and the SG regression (what DNILSTM runs),
+              x requiring grad
+    fused_no_grad_x   the same with x needing no gradient: the op then skips grad_x
+    eager     the same as `fused` in plain PyTorch (reference.lstm_dni_window)
+    nn_lstm   torch.nn.LSTM fwd + bwd alone (oneDNN on CPU, cuDNN on a GPU), no SG; it
+              computes grad_x whether x requires grad or not
 
-plus a 2048² sgemm for the roofline: the window's LSTM GEMM FLOPs (the same numerator
-for every column, the SG's extra work not counted) ÷ sgemm rate ÷ time.
+plus a 2048² sgemm for the roofline: the window's LSTM GEMM FLOPs (six products; five
+for fused_no_grad_x; the SG's extra work not counted) ÷ sgemm rate ÷ time.
 
     python benchmarks/bench_lstm.py            # T ∈ {8, 40}, B ∈ {32, 256}, H ∈ {256, 1024}
     python benchmarks/bench_lstm.py --quick    # T=8, B=32, H=256 only
@@ -29,10 +32,10 @@ from dni_kernels import ops, reference  # noqa: E402
 SIZES = list(itertools.product([8, 40], [32, 256], [256, 1024]))  # (T, B, H), input size = H
 
 
-def gemm_flops(steps: int, batch: int, inp: int, hidden: int) -> int:
+def gemm_flops(steps: int, batch: int, inp: int, hidden: int, grad_x: bool = True) -> int:
     """Forward (x W_ihᵀ, h W_hhᵀ) and backward (dh, grad_x, grad_W_ih, grad_W_hh): six
-    GEMMs of 2·T·B·4H·(I or H) FLOPs."""
-    return 3 * 2 * steps * batch * 4 * hidden * (inp + hidden)
+    GEMMs of 2·T·B·4H·(I or H) FLOPs, five without grad_x."""
+    return 2 * steps * batch * 4 * hidden * (3 * (inp + hidden) - (0 if grad_x else inp))
 
 
 def make_inputs(steps, batch, hidden, device):
@@ -54,13 +57,18 @@ def columns(t: dict) -> dict:
     lstm = torch.nn.LSTM(t["x"].shape[2], t["h0"].shape[1], device=t["x"].device)
     state = (t["h0"][None], t["c0"][None])
 
-    def fused():
-        for p in params.values():
-            p.grad = None
-        p = params
-        hs, _, _ = ops.lstm_dni_window(t["x"], t["h0"], t["c0"], p["w_ih"], p["w_hh"], p["bias"],
-                                       p["sg_weight"], p["sg_bias"], sg_scale=0.1)  # fmt: skip
-        hs.backward(t["grad_hs"])
+    x_leaf = t["x"].clone().requires_grad_()
+
+    def fused_with(x):
+        def fused():
+            for p in (*params.values(), x):
+                p.grad = None
+            p = params
+            hs, _, _ = ops.lstm_dni_window(x, t["h0"], t["c0"], p["w_ih"], p["w_hh"], p["bias"],
+                                           p["sg_weight"], p["sg_bias"], sg_scale=0.1)  # fmt: skip
+            hs.backward(t["grad_hs"])
+
+        return fused
 
     def eager():
         reference.lstm_dni_window(t["x"], t["h0"], t["c0"], t["w_ih"], t["w_hh"], t["bias"],
@@ -71,7 +79,8 @@ def columns(t: dict) -> dict:
         out, _ = lstm(t["x"], state)
         out.backward(t["grad_hs"])
 
-    return {"fused": fused, "eager": eager, "nn_lstm": nn_lstm}
+    return {"fused": fused_with(x_leaf), "fused_no_grad_x": fused_with(t["x"]), "eager": eager,
+            "nn_lstm": nn_lstm}  # fmt: skip
 
 
 def run(device: torch.device, sizes, min_run_time: float) -> dict:
@@ -80,14 +89,16 @@ def run(device: torch.device, sizes, min_run_time: float) -> dict:
     rows = []
     for steps, batch, hidden in sizes:
         flops = gemm_flops(steps, batch, hidden, hidden)
+        flops_no_grad_x = gemm_flops(steps, batch, hidden, hidden, grad_x=False)
         cols = columns(make_inputs(steps, batch, hidden, device))
         times = time_columns({"sgemm": sgemm, **cols}, device=device, min_run_time=min_run_time)
         peak = sgemm_flops / times.pop("sgemm")
         row = {"T": steps, "B": batch, "H": hidden, "sgemm_GFLOPs": peak / 1e9}
         for name, seconds in times.items():
             row[f"{name}_ms"] = seconds * 1e3
-            row[f"{name}_roofline"] = flops / peak / seconds
+            row[f"{name}_roofline"] = (flops_no_grad_x if name == "fused_no_grad_x" else flops) / peak / seconds
         row["fused/nn_lstm"] = row["fused_ms"] / row["nn_lstm_ms"]
+        row["fused_no_grad_x/nn_lstm"] = row["fused_no_grad_x_ms"] / row["nn_lstm_ms"]
         row["fused/eager"] = row["fused_ms"] / row["eager_ms"]
         rows.append(row)
         print_table(rows[-1:], list(row))

@@ -18,7 +18,7 @@ void check_backward_op(const OptTensor& grad_hs, const OptTensor& grad_cs,
                        const OptTensor& grad_h_end, const OptTensor& grad_c_end,
                        const Tensor& x, const Tensor& h0, const Tensor& c0,
                        const Tensor& w_ih, const Tensor& w_hh, const Tensor& hs,
-                       const Tensor& cs, const Tensor& gates) {
+                       const Tensor& cs, const Tensor& gates, bool /*compute_grad_x*/) {
   check_lstm_window_backward(grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_ih,
                              w_hh, hs, cs, gates, /*half_on_cpu=*/true);
 }

@@ -46,7 +46,8 @@ constexpr const char* kLstmWindowForwardArgs =
 constexpr const char* kLstmWindowBackwardArgs =
     "(Tensor? grad_hs, Tensor? grad_cs, Tensor? grad_h_end, Tensor? grad_c_end, "
     "Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, "
-    "Tensor hs, Tensor cs, Tensor gates) -> (Tensor grad_x, Tensor grad_h0, "
+    "Tensor hs, Tensor cs, Tensor gates, bool compute_grad_x=True) -> (Tensor grad_x, "
+    "Tensor grad_h0, "
     "Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_bias)";
 constexpr const char* kLstmDniWindowArgs =
     "(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? bias, "
@@ -95,6 +96,9 @@ TORCH_LIBRARY(dni, m) {
   // the activated gates; BPTT from in-window and boundary gradients to δ_start and
   // the weight gradients; the bootstrapped window whose autograd (dni_kernels/ops.py)
   // injects the SG at s_T and regresses the SG (and aux) heads at s_0.
+  // lstm_window_backward with compute_grad_x=False (x needs no gradient) skips the
+  // grad_x product, a sixth of the window's GEMM work, and returns an empty tensor in
+  // its place, as linear_step does.
   def("lstm_window_forward", kLstmWindowForwardArgs);
   def("lstm_window_forward_triton", kLstmWindowForwardArgs);
   def("lstm_window_backward", kLstmWindowBackwardArgs);

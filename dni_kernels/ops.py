@@ -197,14 +197,17 @@ def lstm_window_backward(
     hs: Tensor,
     cs: Tensor,
     gates: Tensor,
+    compute_grad_x: bool = True,
     *,
     backend: Optional[str] = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Fused BPTT over a window from in-window and boundary gradients; see
     :func:`dni_kernels.reference.lstm_window_backward`. Returns ``(grad_x, grad_h0,
-    grad_c0, grad_w_ih, grad_w_hh, grad_bias)``; (grad_h0, grad_c0) is δ_start."""
+    grad_c0, grad_w_ih, grad_w_hh, grad_bias)``; (grad_h0, grad_c0) is δ_start.
+    ``compute_grad_x=False`` skips grad_x (an empty tensor is returned in its place)."""
     return _resolve("lstm_window_backward", x.device, backend)(
-        grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_ih, w_hh, hs, cs, gates)
+        grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_ih, w_hh, hs, cs, gates,
+        bool(compute_grad_x))  # fmt: skip
 
 
 def lstm_dni_window(
@@ -269,11 +272,12 @@ def _register_lstm() -> None:
         return hs, torch.empty_like(hs), x.new_empty((steps, batch, 4 * hidden))
 
     def _backward_fake(grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_ih, w_hh,
-                       hs, cs, gates):  # fmt: skip
+                       hs, cs, gates, compute_grad_x=True):  # fmt: skip
         torch._check(gates.shape[-1] == w_ih.shape[0], lambda: "dni: gates must be [T, B, 4H]")
         # Contiguous, like the kernels' results (empty_like would copy a transposed
         # input's strides).
-        return tuple(x.new_empty(t.shape) for t in (x, h0, c0, w_ih, w_hh)) + (
+        grad_x = x.new_empty(x.shape if compute_grad_x else (0,))
+        return (grad_x,) + tuple(x.new_empty(t.shape) for t in (h0, c0, w_ih, w_hh)) + (
             w_ih.new_empty(w_ih.shape[0]),)  # fmt: skip
 
     def _dni_fake(x, h0, c0, w_ih, w_hh, bias, sg_weight, sg_bias, aux_weight, aux_bias,
@@ -303,8 +307,10 @@ def _register_lstm() -> None:
 
     def _window_backward_of(backward_op):
         def _window_backward(ctx, grad_hs, grad_cs, _grad_gates):
-            grads = backward_op(grad_hs, grad_cs, None, None, *ctx.saved_tensors)
-            return *grads[:5], (grads[5] if ctx.has_bias else None)
+            needs_grad_x = ctx.needs_input_grad[0]
+            grads = backward_op(grad_hs, grad_cs, None, None, *ctx.saved_tensors, needs_grad_x)
+            return ((grads[0] if needs_grad_x else None), *grads[1:5],
+                    (grads[5] if ctx.has_bias else None))  # fmt: skip
 
         return _window_backward
 
@@ -336,10 +342,11 @@ def _register_lstm() -> None:
         hidden, reads_cell = h0.shape[1], ctx.sg_reads_cell
         # The bootstrap: BPTT starts from ĝ_end = sg_scale·M(s_T) at the window's end.
         g_end = ctx.sg_scale * sg_raw[1] if ctx.bootstrap else torch.zeros_like(sg_raw[1])
+        needs_grad_x = ctx.needs_input_grad[0]  # else the window skips its grad_x product
         grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias = (
             window_backward(
                 grad_hs, grad_cs, g_end[:, :hidden], g_end[:, hidden:] if reads_cell else None,
-                x, h0, c0, w_ih, w_hh, hs, cs, gates))  # fmt: skip
+                x, h0, c0, w_ih, w_hh, hs, cs, gates, needs_grad_x))  # fmt: skip
         s_start = _sg_input(h0, c0, reads_cell)
         sg_grads = aux_grads = (None, None)
         if ctx.needs_input_grad[6] or ctx.needs_input_grad[7]:
@@ -349,7 +356,7 @@ def _register_lstm() -> None:
         if aux_weight is not None and (ctx.needs_input_grad[8] or ctx.needs_input_grad[9]):
             aux_grads = _regression_grads(s_start, sg_raw[2], g_end, aux_weight, aux_bias,
                                           ctx.aux_loss_weight, sg_update)  # fmt: skip
-        return (grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh,
+        return (grad_x if needs_grad_x else None, grad_h0, grad_c0, grad_w_ih, grad_w_hh,
                 grad_bias if ctx.has_bias else None, *sg_grads, *aux_grads,
                 None, None, None, None)  # fmt: skip
 

@@ -285,9 +285,11 @@ def lstm_window_backward(
     hs: Tensor,
     cs: Tensor,
     gates: Tensor,
+    compute_grad_x: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """BPTT over one window, written out. Returns
-    ``(grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias)``.
+    ``(grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias)``; grad_x is an empty
+    tensor with ``compute_grad_x=False`` (x needs no gradient).
 
     ``grad_hs``/``grad_cs`` [T, B, H] are the in-window loss gradients (None = 0);
     ``grad_h_end``/``grad_c_end`` [B, H] the boundary gradient at s_T (the bootstrap).
@@ -313,7 +315,7 @@ def lstm_window_backward(
         dc = dc * f
     h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
     dz_flat = dz.reshape(-1, dz.shape[-1])
-    grad_x = (dz_flat @ w_ih).reshape(x.shape)
+    grad_x = (dz_flat @ w_ih).reshape(x.shape) if compute_grad_x else x.new_empty(0)
     grad_w_ih = dz_flat.t() @ x.reshape(-1, x.shape[-1])
     grad_w_hh = dz_flat.t() @ h_prev.reshape(-1, hidden)
     return grad_x, dh, dc, grad_w_ih, grad_w_hh, dz_flat.sum(0)

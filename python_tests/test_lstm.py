@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dni_kernels import ops, reference
+from op_log import OpLog
 from tolerances import assert_close, tol
 
 # (T, B, I, H): batch 1, sizes that are not multiples of 16, one long window.
@@ -130,6 +131,31 @@ def test_cell_matches_reference_and_nn_lstm_cell(dtype):
     torch.autograd.backward(got[:2], (gh, gc))
     torch.autograd.backward(expected[:2], (gh, gc))
     _close_all([t.grad for t in ins], [t.grad for t in ref], GRAD_NAMES)
+
+
+@pytest.mark.parametrize("backend", ["auto", "triton"])
+def test_backward_without_grad_x(backend):
+    """compute_grad_x=False: grad_x is an empty tensor, the other gradients unchanged;
+    autograd asks for it exactly when x requires grad."""
+    w = make_window(4, 3, 6, 9, dtype=torch.float32, noncontig=True)
+    hs, cs, gates = ops.lstm_window_forward(*w, backend=backend)
+    g = torch.randn(4, 3, 9)
+    full = ops.lstm_window_backward(g, None, None, None, *w[:5], hs, cs, gates, backend=backend)
+    skip = ops.lstm_window_backward(g, None, None, None, *w[:5], hs, cs, gates, False,
+                                    backend=backend)  # fmt: skip
+    ref = reference.lstm_window_backward(g, None, None, None, *w[:5], hs, cs, gates, False)
+    assert skip[0].shape == ref[0].shape == (0,)
+    _close_all(skip[1:], full[1:], GRAD_NAMES[1:])
+    for x_needs_grad in (True, False):
+        leaves = [t.clone().requires_grad_(i > 0 or x_needs_grad) for i, t in enumerate(w)]
+        with OpLog() as log:
+            hs, _, _ = ops.lstm_window_forward(*leaves, backend=backend)
+            hs.backward(g)
+        (call,) = [(args, kw) for name, args, kw in log.calls if "backward" in name]
+        args, kwargs = call
+        assert (args[12] if len(args) > 12 else kwargs.get("compute_grad_x", True)) is x_needs_grad
+        assert (leaves[0].grad is not None) is x_needs_grad
+        _close_all([t.grad for t in leaves[1:]], full[1:], GRAD_NAMES[1:])
 
 
 def test_gradcheck_float64():
@@ -255,14 +281,14 @@ def _opcheck_samples():
     hs, cs, gates = ops.lstm_window_forward(*w)
     g = torch.randn(3, 2, 4)
     yield "lstm_window_backward", (g, None, g[0], None, *w[:5], hs, cs, gates)
-    yield "lstm_window_backward", (None, g, None, g[1], *w[:5], hs, cs, gates)
+    yield "lstm_window_backward", (None, g, None, g[1], *w[:5], hs, cs, gates, False)
     wd, heads = _dni_inputs((3, 2, 5, 4), torch.float32, True, True)
     yield "lstm_dni_window", (*wd, *heads, 0.1, True, True, 0.5)
     wd, heads = _dni_inputs((2, 3, 5, 4), torch.float32, False, False)
     yield "lstm_dni_window", (*wd, *heads, 0.1, False, False, 1.0)
 
 
-@pytest.mark.parametrize("i", range(5))
+@pytest.mark.parametrize("i", range(len(list(_opcheck_samples()))))
 def test_opcheck(i):
     name, args = list(_opcheck_samples())[i]
     args = [a.clone().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point()

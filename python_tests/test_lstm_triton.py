@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from dni_kernels import ops, reference
+from op_log import OpLog
 from test_lstm import GRAD_NAMES, _dni_inputs, make_window
 from tolerances import assert_close, assert_low_precision_close
 from triton_helpers import DEVICES, INTERPRETED, compile_for_sm90, skip_unsupported
@@ -95,19 +95,6 @@ def test_empty_batch():
     check_window((2, 0, 3, 5), torch.float32, _device(), "triton", True, False)
 
 
-class _OpLog(TorchDispatchMode):
-    """Records the dni ops that run under it."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.namespace == "dni":
-            self.ops.append(func.__name__.split(".")[0])
-        return func(*args, **(kwargs or {}))
-
-
 def _device():
     return "cpu" if INTERPRETED else "cuda"
 
@@ -120,7 +107,7 @@ def test_autograd_runs_the_backward_on_the_same_backend():
     ref = [t.clone().requires_grad_() for t in w]
     target = torch.randn(3, 2, 6, device=_device())
     hs, cs, _ = ops.lstm_window_forward(*ins, backend="triton")
-    with _OpLog() as log:
+    with OpLog() as log:
         ((hs - target) ** 2).sum().add(cs[-1].sum()).backward()
     assert log.ops == ["lstm_window_backward_triton"], log.ops
     hs_r, cs_r, _ = reference.lstm_window_forward(*ref)
@@ -144,7 +131,7 @@ def test_dni_window_matches_reference(reads_cell, aux, bootstrap):
     leaves = [t.clone().requires_grad_() for t in w + heads if t is not None]
     hs, _, sg_raw = ops.lstm_dni_window(*leaves[:8], *(leaves[8:] or [None, None]), backend="triton", **kw)
     grad_hs = torch.randn(hs.shape, device=_device())
-    with _OpLog() as log:
+    with OpLog() as log:
         got = torch.autograd.grad(hs, leaves, grad_hs)
     assert set(log.ops) == {"lstm_window_backward_triton", "sg_update_triton"}, log.ops
     r = reference.lstm_dni_window(*w, *heads, grad_hs=grad_hs, **kw)
@@ -161,12 +148,12 @@ def _opcheck_samples():
     hs, cs, gates = ops.lstm_window_forward(*w, backend="triton")
     g = torch.randn(3, 2, 4, device=_device())
     yield "lstm_window_backward_triton", (g, None, g[0], None, *w[:5], hs, cs, gates)
-    yield "lstm_window_backward_triton", (None, g, None, g[1], *w[:5], hs, cs, gates)
+    yield "lstm_window_backward_triton", (None, g, None, g[1], *w[:5], hs, cs, gates, False)
     wd, heads = _dni_inputs((3, 2, 5, 4), torch.float32, True, True)
     yield "lstm_dni_window_triton", (*[t.to(_device()).requires_grad_() for t in wd + heads], 0.1, True, True, 0.5)
 
 
-@pytest.mark.parametrize("i", range(4))
+@pytest.mark.parametrize("i", range(len(list(_opcheck_samples()))))
 def test_opcheck(i):
     name, args = list(_opcheck_samples())[i]
     torch.library.opcheck(getattr(torch.ops.dni, name).default, tuple(args))

@@ -64,7 +64,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
     const OptTensor& grad_hs, const OptTensor& grad_cs, const OptTensor& grad_h_end,
     const OptTensor& grad_c_end, const Tensor& x, const Tensor& h0, const Tensor& c0,
     const Tensor& w_ih, const Tensor& w_hh, const Tensor& hs, const Tensor& cs,
-    const Tensor& gates) {
+    const Tensor& gates, bool compute_grad_x) {
   check_lstm_window_backward(grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_ih,
                              w_hh, hs, cs, gates);
   check_cuda_dtype(x, "lstm_window_backward");
@@ -97,7 +97,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
     }
   });
   auto [grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_bias] =
-      lstm_window_gemm_grads(dz, x, h0, w_ih, w_hh, hs);
+      lstm_window_gemm_grads(dz, x, h0, w_ih, w_hh, hs, compute_grad_x);
   return {grad_x, grad_h0, dc.to(x.scalar_type()), grad_w_ih, grad_w_hh, grad_bias};
 }
 

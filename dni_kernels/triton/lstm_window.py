@@ -199,10 +199,11 @@ def _strided(t, dummy):
 
 
 def lstm_window_backward(grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_ih, w_hh,
-                         hs, cs, gates):  # fmt: skip
+                         hs, cs, gates, compute_grad_x=True):  # fmt: skip
     """The op's kernel; schema argument order = the reference's."""
     torch.ops.dni._check_lstm_window_backward.default(
-        grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_ih, w_hh, hs, cs, gates)
+        grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_ih, w_hh, hs, cs, gates,
+        compute_grad_x)  # fmt: skip
     check_device_and_dtype(x)
     steps, batch, inp = x.shape
     hidden = h0.shape[1]
@@ -228,7 +229,8 @@ def lstm_window_backward(grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_
         # Whole-window library GEMMs over all T·B rows; δ_start's h part dz_0 W_hh.
         dz_flat = dz.view(steps * batch, 4 * hidden)
         grad_h0 = torch.mm(dz[0], w_hh)
-        grad_x = torch.mm(dz_flat, w_ih).view(steps, batch, inp)
+        grad_x = (torch.mm(dz_flat, w_ih).view(steps, batch, inp) if compute_grad_x
+                  else x.new_empty(0))  # fmt: skip
         grad_w_ih = torch.mm(dz_flat.t(), x.reshape(steps * batch, inp))
         grad_w_hh = torch.mm(dz[0].t(), h0)
         if steps > 1:  # h_{t−1} = hs[t−1] for t ≥ 1: no concatenation with h0

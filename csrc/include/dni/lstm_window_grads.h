@@ -11,9 +11,10 @@
 namespace dni {
 
 // Returns (grad_x [T, B, I], grad_h0 = dz_0 W_hh, grad_w_ih, grad_w_hh, grad_bias),
-// all contiguous, in dz's dtype. dz must be contiguous.
+// all contiguous, in dz's dtype; without compute_grad_x, grad_x is an empty tensor. dz
+// must be contiguous.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_window_gemm_grads(
     const at::Tensor& dz, const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih,
-    const at::Tensor& w_hh, const at::Tensor& hs);
+    const at::Tensor& w_hh, const at::Tensor& hs, bool compute_grad_x);
 
 }  // namespace dni
