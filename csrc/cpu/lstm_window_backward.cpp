@@ -23,9 +23,10 @@ namespace dni::cpu {
 namespace {
 
 // One step for rows [0, rows) (pointers at the first row): reads the activated gates,
-// c_t, c_{t−1}, dh_t and the dc carry, plus the in-window gradients grad_hs[t] (kGradHs) and grad_cs[t] (kGradCs);
-// writes dz_t and the new carry ∂L/∂c_{t−1}. Restrict pointers and by-value lengths
-// let GCC vectorise the unit loop, tanh(c_t) included (vec_math.h).
+// c_t, c_{t−1}, dh_t and the dc carry, plus the in-window gradients grad_hs[t]
+// (kGradHs) and grad_cs[t] (kGradCs); writes dz_t and the new carry ∂L/∂c_{t−1}.
+// Restrict pointers and by-value lengths let GCC vectorise the unit loop, tanh(c_t)
+// included (vec_math.h).
 template <typename scalar_t, bool kGradHs, bool kGradCs>
 DNI_CPU_ISA_CLONES void step_backward_rows(
     const scalar_t* __restrict__ gates, const scalar_t* __restrict__ c,
