@@ -13,6 +13,7 @@
 
 #include "dni/dense_linear.h"
 #include "dni/lstm_checks.h"
+#include "dni/lstm_math.h"
 #include "lstm_cpu.h"
 #include "vec_math.h"
 
@@ -46,7 +47,7 @@ DNI_CPU_ISA_CLONES void step_forward_rows(scalar_t* z, const scalar_t* __restric
       zf[j] = f;
       zg[j] = g;
       zo[j] = o;
-      const scalar_t c_new = f * cp[j] + i * g;
+      const scalar_t c_new = lstm_cell_next(i, f, g, cp[j]);
       cb[j] = c_new;
       hb[j] = o * tanh_vec(c_new);
     }

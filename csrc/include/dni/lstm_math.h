@@ -1,6 +1,8 @@
 // Per-unit LSTM math (dni_kernels/reference.py::lstm_cell and lstm_window_backward),
 // shared by the CPU kernels and the CUDA kernels. Gates in torch.nn.LSTM order
-// (i, f, g, o); T is the accumulation type (float or double).
+// (i, f, g, o); T is the accumulation type (float or double). The CPU forward takes
+// only lstm_cell_next from here: it activates the gates with the vectorisable σ and
+// tanh of csrc/cpu/vec_math.h.
 #pragma once
 
 #include "dni/math.h"
@@ -12,10 +14,17 @@ struct LstmGates {
   T i, f, g, o;  // activated: σ, σ, tanh, σ
 };
 
+// c_t = f ⊙ c_{t−1} + i ⊙ g from the activated gates (scalars: a loop that builds an
+// LstmGates per unit is left unvectorised by GCC, see below).
+template <typename T>
+DNI_HOST_DEVICE T lstm_cell_next(T i, T f, T g, T c_prev) {
+  return f * c_prev + i * g;
+}
+
 // Activated gates and c_{t−1} in; c_t and h_t out.
 template <typename T>
 DNI_HOST_DEVICE void lstm_state_update(const LstmGates<T>& a, T c_prev, T& c, T& h) {
-  c = a.f * c_prev + a.i * a.g;
+  c = lstm_cell_next(a.i, a.f, a.g, c_prev);
   h = a.o * tanh(c);
 }
 
