@@ -63,17 +63,44 @@ def test_window_matches_reference(shape, dtype, bias, noncontig):
 
 @pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "blas"])
 def test_window_onednn_and_blas_paths(onednn):
-    """Batch 32, H = 256: every product is large enough for oneDNN, and 17 steps enough
+    """Batch 32, H = 264: every product is large enough for oneDNN, and 17 steps enough
     to pack the recurrent weight for the per-step ones; with oneDNN on and switched off
-    by the user."""
+    by the user. (H is not a multiple of 64, so the steps do not take the AVX-512 pass.)"""
     from torch.profiler import ProfilerActivity, profile
 
     with torch.backends.mkldnn.flags(enabled=onednn), profile(activities=[ProfilerActivity.CPU]) as prof:
-        _check_window_against_reference((17, 32, 40, 256), torch.float32, True, True)
+        _check_window_against_reference((17, 32, 40, 264), torch.float32, True, True)
     names = {e.name for e in prof.events()}
     expected = onednn and torch.backends.mkldnn.is_available()
     assert ("mkldnn::_reorder_linear_weight" in names) == expected
     assert ("mkldnn::_linear_pointwise" in names) == expected
+
+
+# Where torch reports AVX-512 the CPU kernels take the one-pass AVX-512 steps for float32
+# with H a multiple of 64 (csrc/cpu/lstm_window_step_avx512.h).
+AVX512_STEPS = torch.backends.cpu.get_cpu_capability() == "AVX512"
+PRODUCTS = {"aten::mm", "aten::addmm", "aten::addmm_", "mkldnn::_linear_pointwise"}
+
+
+# (T, B, I, H): batch 1; a 4-row tile plus a shorter one; more than one 16-row task per
+# unit block, with every tile length; two unit blocks of 64.
+@pytest.mark.parametrize("shape", [(1, 1, 3, 64), (3, 5, 7, 64), (2, 35, 9, 64), (4, 6, 5, 128)])
+def test_window_avx512_steps(shape):
+    """float32, H a multiple of 64, non-contiguous inputs: the same results as the
+    reference, and on an AVX-512 CPU no per-step product: the forward makes one (the
+    input projection), the backward four (grad_h0, grad_x and the two weight gradients)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    _check_window_against_reference(shape, torch.float32, True, True)
+    steps = shape[0]
+    w = make_window(*shape, dtype=torch.float32, noncontig=True)
+    grads = [torch.randn(shape[0], shape[1], shape[3]), None, torch.randn(shape[1], shape[3]), None]
+    with profile(activities=[ProfilerActivity.CPU]) as prof_forward:
+        out = ops.lstm_window_forward(*w)
+    with profile(activities=[ProfilerActivity.CPU]) as prof_backward:
+        ops.lstm_window_backward(*grads, *w[:5], *out)
+    count = [sum(e.name in PRODUCTS for e in p.events()) for p in (prof_forward, prof_backward)]
+    assert count == ([1, 4] if AVX512_STEPS else [1 + steps, 3 + steps + (steps > 1)])
 
 
 def _check_window_against_reference(shape, dtype, bias, noncontig):
@@ -260,16 +287,18 @@ def test_long_window_float32_matches_float64():
         torch.testing.assert_close(g.double(), e, **tol(torch.float32), msg=lambda m: f"{n}: {m}")
 
 
-def test_saturated_gates_float32_match_float64():
+@pytest.mark.parametrize("hidden", [37, 64], ids=["gate_loop", "avx512_steps"])
+def test_saturated_gates_float32_match_float64(hidden):
     """Pre-activations far beyond ±88, where the CPU kernels' vectorised exp clamps its
-    argument (csrc/cpu/vec_math.h): gates at exactly 0 and 1, no inf or NaN."""
-    w64 = list(make_window(5, 3, 8, 37, seed=5))
+    argument (csrc/cpu/vec_math.h): gates at exactly 0 and 1, no inf or NaN; in the
+    portable gate loops and in the AVX-512 steps (H = 64, on a CPU that has them)."""
+    w64 = list(make_window(5, 3, 8, hidden, seed=5))
     w64[5] = w64[5] * 1000.0
     w32 = [t.float() for t in w64]
     got = ops.lstm_window_forward(*w32)
     expected = reference.lstm_window_forward(*w64)
     assert (w64[5].abs() > 100).float().mean() > 0.2
-    grad_hs = torch.randn(5, 3, 37, dtype=torch.float64)
+    grad_hs = torch.randn(5, 3, hidden, dtype=torch.float64)
     got_b = ops.lstm_window_backward(grad_hs.float(), None, None, None, *w32[:5], *got)
     exp_b = reference.lstm_window_backward(grad_hs, None, None, None, *w64[:5], *expected)
     for g, e, n in zip((*got, *got_b), (*expected, *exp_b), ("hs", "cs", "gates") + GRAD_NAMES):
@@ -288,6 +317,11 @@ def _opcheck_samples():
     yield "lstm_dni_window", (*wd, *heads, 0.1, True, True, 0.5)
     wd, heads = _dni_inputs((2, 3, 5, 4), torch.float32, False, False)
     yield "lstm_dni_window", (*wd, *heads, 0.1, False, False, 1.0)
+    # H = 64: the AVX-512 steps, on a CPU that has them.
+    w = make_window(2, 5, 3, 64, dtype=torch.float32)
+    yield "lstm_window_forward", w
+    g = torch.randn(2, 5, 64)
+    yield "lstm_window_backward", (g, g, g[0], g[1], *w[:5], *ops.lstm_window_forward(*w))
 
 
 @pytest.mark.parametrize("i", range(len(list(_opcheck_samples()))))

@@ -1,9 +1,12 @@
 // BPTT over one LSTM window on CPU (dni_kernels/reference.py::lstm_window_backward).
 //
-// Per step (t = T−1 … 0): one GEMM dz_{t+1} W_hh for the recurrent gradient, then one
-// parallel loop for all gate math (adding the in-window gradients) that writes dz_t
-// into a [T, B, 4H] buffer and carries dc. The parameter and input
-// gradients are then a few large GEMMs over the whole window (lstm_window_grads.h).
+// Per step (t = T−1 … 0): the recurrent gradient dz_{t+1} W_hh, then the gate math
+// (adding the in-window gradients), which writes dz_t into a [T, B, 4H] buffer and
+// carries dc. With AVX-512 (float32, H a multiple of 64) the two are one pass per step
+// (lstm_window_step_avx512.h) that also writes dz unit-major for the weight gradients;
+// otherwise a oneDNN or BLAS product and then one parallel gate loop. The parameter
+// and input gradients are then a few large GEMMs over the whole window
+// (lstm_window_grads.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -16,6 +19,7 @@
 #include "dni/lstm_window_grads.h"
 #include "dni/static_switch.h"
 #include "lstm_cpu.h"
+#include "lstm_window_step_avx512.h"
 #include "vec_math.h"
 #include "workspace.h"
 
@@ -79,37 +83,61 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
   const Tensor grad_hs_contig = grad_hs.has_value() ? grad_hs->contiguous() : Tensor();
   const Tensor grad_cs_contig = grad_cs.has_value() ? grad_cs->contiguous() : Tensor();
   const Tensor c0_contig = c0.contiguous();
-  const Tensor w_hh_t_packed = prepack_weight(w_hh.t(), batch, steps - 1);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dni_lstm_window_backward_cpu", [&] {
-    DNI_BOOL_SWITCH(grad_hs.has_value(), kGradHs, [&] {
-      DNI_BOOL_SWITCH(grad_cs.has_value(), kGradCs, [&] {
-        for (int64_t t = steps - 1; t >= 0; --t) {
-          if (t < steps - 1) dh = dense_linear(dz.select(0, t + 1), w_hh_t_packed);
-          const scalar_t* c_prev = t == 0 ? c0_contig.data_ptr<scalar_t>()
-                                          : cs.select(0, t - 1).data_ptr<scalar_t>();
-          const scalar_t* c_t = cs.select(0, t).data_ptr<scalar_t>();
-          const scalar_t* dh_ptr = dh.data_ptr<scalar_t>();
-          const scalar_t* grad_h =
-              kGradHs ? grad_hs_contig.select(0, t).data_ptr<scalar_t>() : nullptr;
-          const scalar_t* grad_c =
-              kGradCs ? grad_cs_contig.select(0, t).data_ptr<scalar_t>() : nullptr;
-          const scalar_t* gates_t = gates.select(0, t).data_ptr<scalar_t>();
-          scalar_t* dc_ptr = dc_carry.data_ptr<scalar_t>();
-          scalar_t* dz_t = dz.select(0, t).data_ptr<scalar_t>();
-          at::parallel_for(0, batch, lstm_row_grain(hidden), [=](int64_t begin, int64_t end) {
-            const int64_t row = begin * hidden;
-            step_backward_rows<scalar_t, kGradHs, kGradCs>(
-                gates_t + 4 * row, c_t + row, c_prev + row, dh_ptr + row,
-                kGradHs ? grad_h + row : nullptr, kGradCs ? grad_c + row : nullptr,
-                dc_ptr + row, dz_t + 4 * row, end - begin, hidden);
-          });
-        }
+  Tensor dz_by_unit;
+  if (lstm_window_step_avx512_supported(w_hh)) {
+    dz_by_unit =
+        workspace(WorkspaceSlot::kLstmGateGradsByUnit, {4 * hidden, steps * batch}, opts);
+    const Tensor w_hh_packed = lstm_pack_backward_weight(w_hh);
+    // Raw pointers: every tensor here is contiguous, and a select per step cost more
+    // than the step's gate math at small sizes.
+    const int64_t state = batch * hidden;
+    const float* gates_ptr = gates.data_ptr<float>();
+    const float* cs_ptr = cs.data_ptr<float>();
+    const float* grad_h = grad_hs.has_value() ? grad_hs_contig.data_ptr<float>() : nullptr;
+    const float* grad_c = grad_cs.has_value() ? grad_cs_contig.data_ptr<float>() : nullptr;
+    float* dz_ptr = dz.data_ptr<float>();
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      lstm_window_backward_step_avx512(
+          t < steps - 1 ? dz_ptr + (t + 1) * 4 * state : nullptr, dh.data_ptr<float>(),
+          w_hh_packed.data_ptr<float>(), gates_ptr + t * 4 * state, cs_ptr + t * state,
+          t == 0 ? c0_contig.data_ptr<float>() : cs_ptr + (t - 1) * state,
+          grad_h ? grad_h + t * state : nullptr, grad_c ? grad_c + t * state : nullptr,
+          dc_carry.data_ptr<float>(), dz_ptr + t * 4 * state,
+          dz_by_unit.data_ptr<float>() + t * batch, steps * batch, batch, hidden);
+    }
+  } else {
+    const Tensor w_hh_t_packed = prepack_weight(w_hh.t(), batch, steps - 1);
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dni_lstm_window_backward_cpu", [&] {
+      DNI_BOOL_SWITCH(grad_hs.has_value(), kGradHs, [&] {
+        DNI_BOOL_SWITCH(grad_cs.has_value(), kGradCs, [&] {
+          for (int64_t t = steps - 1; t >= 0; --t) {
+            if (t < steps - 1) dh = dense_linear(dz.select(0, t + 1), w_hh_t_packed);
+            const scalar_t* c_prev = t == 0 ? c0_contig.data_ptr<scalar_t>()
+                                            : cs.select(0, t - 1).data_ptr<scalar_t>();
+            const scalar_t* c_t = cs.select(0, t).data_ptr<scalar_t>();
+            const scalar_t* dh_ptr = dh.data_ptr<scalar_t>();
+            const scalar_t* grad_h =
+                kGradHs ? grad_hs_contig.select(0, t).data_ptr<scalar_t>() : nullptr;
+            const scalar_t* grad_c =
+                kGradCs ? grad_cs_contig.select(0, t).data_ptr<scalar_t>() : nullptr;
+            const scalar_t* gates_t = gates.select(0, t).data_ptr<scalar_t>();
+            scalar_t* dc_ptr = dc_carry.data_ptr<scalar_t>();
+            scalar_t* dz_t = dz.select(0, t).data_ptr<scalar_t>();
+            at::parallel_for(0, batch, lstm_row_grain(hidden), [=](int64_t begin, int64_t end) {
+              const int64_t row = begin * hidden;
+              step_backward_rows<scalar_t, kGradHs, kGradCs>(
+                  gates_t + 4 * row, c_t + row, c_prev + row, dh_ptr + row,
+                  kGradHs ? grad_h + row : nullptr, kGradCs ? grad_c + row : nullptr,
+                  dc_ptr + row, dz_t + 4 * row, end - begin, hidden);
+            });
+          }
+        });
       });
     });
-  });
+  }
   // δ_start = (dz_0 W_hh, dc carried past step 0); the rest are whole-window GEMMs.
   auto [grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_bias] =
-      lstm_window_gemm_grads(dz, x, h0, w_ih, w_hh, hs, compute_grad_x);
+      lstm_window_gemm_grads(dz, dz_by_unit, x, h0, w_ih, w_hh, hs, compute_grad_x);
   return {grad_x, grad_h0, dc_carry, grad_w_ih, grad_w_hh, grad_bias};
 }
 

@@ -16,6 +16,14 @@
 #include <cmath>
 #include <cstdint>
 
+// Always inlined, like DNI_HOST_DEVICE (dni/math.h): lstm_window_step_avx512.cpp
+// instantiates the templates below on 16-lane vectors.
+#if defined(__GNUC__)
+#define DNI_VEC_INLINE inline __attribute__((always_inline))
+#else
+#define DNI_VEC_INLINE inline
+#endif
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define DNI_CPU_ISA_CLONES \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -25,35 +33,44 @@
 
 namespace dni::cpu {
 
-inline float exp_vec(float x) {
-  // Clamped so that 2^n below stays a normal float; NaN passes through both tests.
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+// The two type-specific pieces of exp_cephes, for float here and for the 16-lane vector
+// of simd16.h there: the clamp (so that 2^n below stays a normal float; NaN passes
+// through both tests) and 2^n for an integral-valued n, built in the exponent bits.
+inline float exp_clamp(float x) { return x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x); }
+inline float exp2_integral(float n) {
+  return std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+}
+
+template <typename F>
+DNI_VEC_INLINE F exp_cephes(F x) {
+  x = exp_clamp(x);
   // n = round(x / ln 2) by the 1.5·2^23 trick: pure float adds, which vectorise on any ISA.
-  const float n = (x * 1.44269504088896341f + 0x1.8p23f) - 0x1.8p23f;
+  const F n = (x * 1.44269504088896341f + 0x1.8p23f) - 0x1.8p23f;
   // r = x − n·ln 2 in two parts (0.693359375 is exact in float), so r keeps its bits.
-  float r = x - n * 0.693359375f;
+  F r = x - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+  F p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  const float e_r = p * (r * r) + r + 1.0f;
-  const int32_t two_to_n = (static_cast<int32_t>(n) + 127) << 23;
-  return e_r * std::bit_cast<float>(two_to_n);
+  const F e_r = p * (r * r) + r + 1.0f;
+  return e_r * exp2_integral(n);
 }
+
+inline float exp_vec(float x) { return exp_cephes(x); }
 
 inline double exp_vec(double x) { return std::exp(x); }
 
 template <typename T>
-inline T sigmoid_vec(T x) {
+DNI_VEC_INLINE T sigmoid_vec(T x) {
   return T(1) / (T(1) + exp_vec(-x));
 }
 
 // tanh(x) = 2σ(2x) − 1: one exp, and exact at the saturated ends.
 template <typename T>
-inline T tanh_vec(T x) {
+DNI_VEC_INLINE T tanh_vec(T x) {
   return T(2) * sigmoid_vec(T(2) * x) - T(1);
 }
 

@@ -13,7 +13,7 @@
 
 namespace dni::cpu {
 
-enum class WorkspaceSlot : int { kLstmGateGrads = 0, kCount = 1 };
+enum class WorkspaceSlot : int { kLstmGateGrads = 0, kLstmGateGradsByUnit = 1, kCount = 2 };
 
 inline at::Tensor workspace(WorkspaceSlot slot, at::IntArrayRef sizes,
                             const at::TensorOptions& options) {

@@ -12,9 +12,12 @@ namespace dni {
 
 // Returns (grad_x [T, B, I], grad_h0 = dz_0 W_hh, grad_w_ih, grad_w_hh, grad_bias),
 // all contiguous, in dz's dtype; without compute_grad_x, grad_x is an empty tensor. dz
-// must be contiguous.
+// must be contiguous. dz_by_unit, when defined, is the same gradients unit-major
+// ([4H, T·B], contiguous) as the CPU's AVX-512 backward writes them: the weight
+// gradients then run as oneDNN's NN products instead of BLAS's transposed ones.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_window_gemm_grads(
-    const at::Tensor& dz, const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih,
-    const at::Tensor& w_hh, const at::Tensor& hs, bool compute_grad_x);
+    const at::Tensor& dz, const at::Tensor& dz_by_unit, const at::Tensor& x,
+    const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
+    const at::Tensor& hs, bool compute_grad_x);
 
 }  // namespace dni

@@ -8,6 +8,11 @@
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define DNI_HOST_DEVICE __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+// Always inlined on the host as on the device: the AVX-512 LSTM step
+// (csrc/cpu/lstm_window_step_avx512.cpp) instantiates these on 16-lane vectors, and an
+// out-of-line copy compiled for the baseline ISA would pass them under another ABI.
+#define DNI_HOST_DEVICE inline __attribute__((always_inline))
 #else
 #define DNI_HOST_DEVICE inline
 #endif

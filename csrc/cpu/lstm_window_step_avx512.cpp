@@ -1,0 +1,260 @@
+// The fused AVX-512 LSTM steps (lstm_window_step_avx512.h).
+//
+// Each parallel task owns a block of units and a group of batch rows. For each tile of
+// up to 4 rows it multiplies the rows by the block's packed weight panel into 16
+// registers (4 rows × 4 vectors of 16 floats; each weight vector loaded once per k and
+// used 4 times, so the FMAs and not the loads set the pace), then applies the gate math
+// (the same templates as the portable loops, on 16 lanes) and stores the results.
+#include "lstm_window_step_avx512.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "dni/lstm_math.h"
+#include "dni/static_switch.h"
+#include "vec_math.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DNI_LSTM_STEP_AVX512 1
+#endif
+
+namespace dni::cpu {
+
+bool lstm_window_step_avx512_supported(const at::Tensor& w_hh) {
+#ifdef DNI_LSTM_STEP_AVX512
+  // The ISA that the target pragma below compiles the steps for.
+  static const bool cpu_has_avx512 =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return cpu_has_avx512 && w_hh.scalar_type() == at::kFloat &&
+         w_hh.size(1) % kLstmStepUnitBlock == 0;
+#else
+  return false;
+#endif
+}
+
+at::Tensor lstm_pack_forward_weight(const at::Tensor& w_hh) {
+  const int64_t hidden = w_hh.size(1);
+  return w_hh.contiguous().view({4, hidden / 16, 16, hidden}).permute({1, 3, 0, 2}).contiguous();
+}
+
+at::Tensor lstm_pack_backward_weight(const at::Tensor& w_hh) {
+  const int64_t hidden = w_hh.size(1);
+  return w_hh.contiguous()
+      .view({4 * hidden, hidden / kLstmStepUnitBlock, kLstmStepUnitBlock})
+      .permute({1, 0, 2})
+      .contiguous();
+}
+
+}  // namespace dni::cpu
+
+#ifdef DNI_LSTM_STEP_AVX512
+#pragma GCC push_options
+// An ISA list, not "arch=x86-64-v4": GCC inlines baseline functions (the shared math
+// templates) only into callers of the same arch.
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+#include "simd16.h"
+
+namespace dni::cpu {
+namespace {
+
+constexpr int kTileRows = 4;
+// Rows per parallel task: 4 tiles, so that a task reuses its weight panel (64 KiB at
+// H = 256, from L2) across several tiles.
+constexpr int64_t kRowsPerTask = 4 * kTileRows;
+
+// acc[r][q] = Σ_k a[r·lda + k] · panel[k·64 + 16q + lane], for the tile's kRows rows.
+template <int kRows>
+inline void multiply_tile(const float* a, int64_t lda, const float* panel, int64_t depth,
+                          F16 (&acc)[kRows][4]) {
+#pragma GCC unroll 4
+  for (int r = 0; r < kRows; ++r) {
+    acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = F16(0.0f);
+  }
+  for (int64_t k = 0; k < depth; ++k) {
+    const float* pk = panel + k * kLstmStepUnitBlock;
+    const F16 p0 = load16(pk), p1 = load16(pk + 16), p2 = load16(pk + 32), p3 = load16(pk + 48);
+#pragma GCC unroll 4
+    for (int r = 0; r < kRows; ++r) {
+      const F16 ar(a[r * lda + k]);
+      acc[r][0] = fma(ar, p0, acc[r][0]);
+      acc[r][1] = fma(ar, p1, acc[r][1]);
+      acc[r][2] = fma(ar, p2, acc[r][2]);
+      acc[r][3] = fma(ar, p3, acc[r][3]);
+    }
+  }
+}
+
+// Calls tile(std::integral_constant<int, rows>, first_row) over rows [begin, end) in
+// tiles of kTileRows and one shorter tile for the rest.
+template <typename Tile>
+inline void for_each_tile(int64_t begin, int64_t end, Tile&& tile) {
+  int64_t row = begin;
+  for (; row + kTileRows <= end; row += kTileRows) tile(std::integral_constant<int, kTileRows>{}, row);
+  switch (end - row) {
+    case 3: tile(std::integral_constant<int, 3>{}, row); break;
+    case 2: tile(std::integral_constant<int, 2>{}, row); break;
+    case 1: tile(std::integral_constant<int, 1>{}, row); break;
+    default: break;
+  }
+}
+
+// Runs task(block, row_begin, row_end) for every (unit block, row group), in parallel.
+// Tasks are numbered block-major so that a thread's contiguous range mostly shares one
+// block's weight panel.
+template <typename Task>
+inline void for_each_task(int64_t blocks, int64_t batch, Task&& task) {
+  const int64_t groups = (batch + kRowsPerTask - 1) / kRowsPerTask;
+  at::parallel_for(0, blocks * groups, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t row = (i % groups) * kRowsPerTask;
+      task(i / groups, row, std::min(row + kRowsPerTask, batch));
+    }
+  });
+}
+
+// dst[l·ld + r] = rows[r][g][l]: one gate of a tile's dz, 16 units by kRows rows,
+// written unit-major. Four rows go as sixteen 4-float stores after an in-register 4×16
+// transpose (eight two-source permutes); a shorter tile lane by lane.
+template <int kRows>
+inline void store_by_unit(const F16 (&rows)[kRows][4], int g, float* dst, int64_t ld) {
+  if constexpr (kRows == 4) {
+    // Pairs of rows: lanes (row a[u], row b[u]) for u = 4k + j, j = 0 (first half) and
+    // j = 1 (second half), or j = 2 and 3.
+    constexpr v16i kPairs01 = {0, 16, 4, 20, 8, 24, 12, 28, 1, 17, 5, 21, 9, 25, 13, 29};
+    constexpr v16i kPairs23 = {2, 18, 6, 22, 10, 26, 14, 30, 3, 19, 7, 23, 11, 27, 15, 31};
+    // Then quadruples: lanes 4k … 4k+3 hold unit 4k + j of rows 0 … 3.
+    constexpr v16i kQuadsFirst = {0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23};
+    constexpr v16i kQuadsSecond = {8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31};
+    const v16f r01a = __builtin_shuffle(rows[0][g].v, rows[1][g].v, kPairs01);
+    const v16f r23a = __builtin_shuffle(rows[2][g].v, rows[3][g].v, kPairs01);
+    const v16f r01b = __builtin_shuffle(rows[0][g].v, rows[1][g].v, kPairs23);
+    const v16f r23b = __builtin_shuffle(rows[2][g].v, rows[3][g].v, kPairs23);
+    float units[4][16];  // units[j][4k + r] = rows[r][g][4k + j]
+    store16(units[0], __builtin_shuffle(r01a, r23a, kQuadsFirst));
+    store16(units[1], __builtin_shuffle(r01a, r23a, kQuadsSecond));
+    store16(units[2], __builtin_shuffle(r01b, r23b, kQuadsFirst));
+    store16(units[3], __builtin_shuffle(r01b, r23b, kQuadsSecond));
+    for (int k = 0; k < 4; ++k) {
+      for (int j = 0; j < 4; ++j) std::memcpy(dst + (4 * k + j) * ld, units[j] + 4 * k, 16);
+    }
+  } else {
+    for (int r = 0; r < kRows; ++r) {
+      float lanes[16];
+      store16(lanes, rows[r][g]);
+      for (int l = 0; l < 16; ++l) dst[l * ld + r] = lanes[l];
+    }
+  }
+}
+
+}  // namespace
+
+void lstm_window_forward_step_avx512(float* z_t, const float* h_prev, const float* w_packed,
+                                     const float* c_prev, float* c_t, float* h_t,
+                                     int64_t batch, int64_t hidden) {
+  // Block u is 16 units: its panel's 64 columns are their i, f, g and o pre-activations.
+  for_each_task(hidden / 16, batch, [&](int64_t u, int64_t row_begin, int64_t row_end) {
+    const float* panel = w_packed + u * hidden * kLstmStepUnitBlock;
+    const int64_t unit = u * 16;
+    for_each_tile(row_begin, row_end, [&](auto rows, int64_t row0) {
+      constexpr int kRows = decltype(rows)::value;
+      F16 acc[kRows][4];
+      multiply_tile<kRows>(h_prev + row0 * hidden, hidden, panel, hidden, acc);
+      for (int r = 0; r < kRows; ++r) {
+        float* z = z_t + (row0 + r) * 4 * hidden + unit;
+        const F16 i = sigmoid_vec(load16(z) + acc[r][0]);
+        const F16 f = sigmoid_vec(load16(z + hidden) + acc[r][1]);
+        const F16 g = tanh_vec(load16(z + 2 * hidden) + acc[r][2]);
+        const F16 o = sigmoid_vec(load16(z + 3 * hidden) + acc[r][3]);
+        store16(z, i);
+        store16(z + hidden, f);
+        store16(z + 2 * hidden, g);
+        store16(z + 3 * hidden, o);
+        const int64_t s = (row0 + r) * hidden + unit;
+        const F16 c = lstm_cell_next(i, f, g, load16(c_prev + s));
+        store16(c_t + s, c);
+        store16(h_t + s, o * tanh_vec(c));
+      }
+    });
+  });
+}
+
+void lstm_window_backward_step_avx512(const float* dz_next, const float* dh_end,
+                                      const float* w_packed, const float* gates_t, const float* c_t,
+                                      const float* c_prev, const float* grad_h,
+                                      const float* grad_c, float* dc_carry, float* dz_t,
+                                      float* dz_by_unit, int64_t by_unit_ld, int64_t batch,
+                                      int64_t hidden) {
+  DNI_BOOL_SWITCH(grad_h != nullptr, kGradHs, [&] {
+    DNI_BOOL_SWITCH(grad_c != nullptr, kGradCs, [&] {
+      // Block p is 64 consecutive units of dh_t = dz_{t+1} W_hh (a depth of 4H).
+      for_each_task(hidden / kLstmStepUnitBlock, batch,
+                    [&](int64_t p, int64_t row_begin, int64_t row_end) {
+        const float* panel = w_packed + p * 4 * hidden * kLstmStepUnitBlock;
+        for_each_tile(row_begin, row_end, [&](auto rows, int64_t row0) {
+          constexpr int kRows = decltype(rows)::value;
+          F16 acc[kRows][4];
+          if (dz_next != nullptr) {
+            multiply_tile<kRows>(dz_next + row0 * 4 * hidden, 4 * hidden, panel, 4 * hidden,
+                                 acc);
+          } else {
+            for (int r = 0; r < kRows; ++r) {
+              for (int q = 0; q < 4; ++q) {
+                acc[r][q] = load16(dh_end + (row0 + r) * hidden + p * kLstmStepUnitBlock + q * 16);
+              }
+            }
+          }
+          for (int q = 0; q < 4; ++q) {
+            const int64_t unit = p * kLstmStepUnitBlock + q * 16;
+            F16 dz[kRows][4];  // the tile's dz for these 16 units, by row and gate
+            for (int r = 0; r < kRows; ++r) {
+              const int64_t s = (row0 + r) * hidden + unit;
+              F16 dh = acc[r][q];
+              if constexpr (kGradHs) dh += load16(grad_h + s);
+              F16 dc = load16(dc_carry + s);
+              if constexpr (kGradCs) dc += load16(grad_c + s);
+              const float* a = gates_t + (row0 + r) * 4 * hidden + unit;
+              store16(dc_carry + s,
+                      lstm_unit_backward_given_tanh(
+                          load16(a), load16(a + hidden), load16(a + 2 * hidden),
+                          load16(a + 3 * hidden), tanh_vec(load16(c_t + s)),
+                          load16(c_prev + s), dh, dc, dz[r][0], dz[r][1], dz[r][2], dz[r][3]));
+              for (int g = 0; g < 4; ++g) {
+                store16(dz_t + (row0 + r) * 4 * hidden + g * hidden + unit, dz[r][g]);
+              }
+            }
+            for (int g = 0; g < 4; ++g) {
+              store_by_unit<kRows>(dz, g, dz_by_unit + (g * hidden + unit) * by_unit_ld + row0,
+                                   by_unit_ld);
+            }
+          }
+        });
+      });
+    });
+  });
+}
+
+}  // namespace dni::cpu
+#pragma GCC pop_options
+
+#else  // no AVX-512 build: lstm_window_step_avx512_supported() is false, never called
+
+namespace dni::cpu {
+
+void lstm_window_forward_step_avx512(float*, const float*, const float*, const float*, float*,
+                                     float*, int64_t, int64_t) {
+  TORCH_CHECK(false, "dni: the AVX-512 LSTM step is not built for this target");
+}
+
+void lstm_window_backward_step_avx512(const float*, const float*, const float*, const float*,
+                                      const float*, const float*, const float*, const float*,
+                                      float*, float*, float*, int64_t, int64_t, int64_t) {
+  TORCH_CHECK(false, "dni: the AVX-512 LSTM step is not built for this target");
+}
+
+}  // namespace dni::cpu
+#endif
