@@ -82,9 +82,12 @@ AVX512_STEPS = torch.backends.cpu.get_cpu_capability() == "AVX512"
 PRODUCTS = {"aten::mm", "aten::addmm", "aten::addmm_", "mkldnn::_linear_pointwise"}
 
 
-# (T, B, I, H): batch 1; a 4-row tile plus a shorter one; more than one 16-row task per
-# unit block, with every tile length; two unit blocks of 64.
-@pytest.mark.parametrize("shape", [(1, 1, 3, 64), (3, 5, 7, 64), (2, 35, 9, 64), (4, 6, 5, 128)])
+# (T, B, I, H): batch 1; tiles of 5 and of 6 rows (the kernels' tile); 16-row tasks
+# split into tiles of 6, 6 and 4, with the last task's 3 or 2 rows; two unit blocks.
+SHAPES_AVX512 = [(1, 1, 3, 64), (3, 5, 7, 64), (2, 35, 9, 64), (2, 18, 4, 64), (4, 6, 5, 128)]
+
+
+@pytest.mark.parametrize("shape", SHAPES_AVX512)
 def test_window_avx512_steps(shape):
     """float32, H a multiple of 64, non-contiguous inputs: the same results as the
     reference, and on an AVX-512 CPU no per-step product: the forward makes one (the

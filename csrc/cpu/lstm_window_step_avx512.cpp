@@ -58,23 +58,26 @@ at::Tensor lstm_pack_backward_weight(const at::Tensor& w_hh) {
 namespace dni::cpu {
 namespace {
 
-constexpr int kTileRows = 4;
-// Rows per parallel task: 4 tiles, so that a task reuses its weight panel (64 KiB at
-// H = 256, from L2) across several tiles.
-constexpr int64_t kRowsPerTask = 4 * kTileRows;
+// Rows per parallel task: several tiles, so that a task reuses its weight panel (64 KiB
+// at H = 256, from L2) across them.
+constexpr int64_t kRowsPerTask = 16;
+
+// Rows per register tile: 6, so 24 accumulators (of 32 registers), each weight vector
+// loaded once per k serving 6 FMAs.
+constexpr int kTileRows = 6;
 
 // acc[r][q] = Σ_k a[r·lda + k] · panel[k·64 + 16q + lane], for the tile's kRows rows.
 template <int kRows>
 inline void multiply_tile(const float* a, int64_t lda, const float* panel, int64_t depth,
                           F16 (&acc)[kRows][4]) {
-#pragma GCC unroll 4
+#pragma GCC unroll 6
   for (int r = 0; r < kRows; ++r) {
     acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = F16(0.0f);
   }
   for (int64_t k = 0; k < depth; ++k) {
     const float* pk = panel + k * kLstmStepUnitBlock;
     const F16 p0 = load16(pk), p1 = load16(pk + 16), p2 = load16(pk + 32), p3 = load16(pk + 48);
-#pragma GCC unroll 4
+#pragma GCC unroll 6
     for (int r = 0; r < kRows; ++r) {
       const F16 ar(a[r * lda + k]);
       acc[r][0] = fma(ar, p0, acc[r][0]);
@@ -92,6 +95,8 @@ inline void for_each_tile(int64_t begin, int64_t end, Tile&& tile) {
   int64_t row = begin;
   for (; row + kTileRows <= end; row += kTileRows) tile(std::integral_constant<int, kTileRows>{}, row);
   switch (end - row) {
+    case 5: tile(std::integral_constant<int, 5>{}, row); break;
+    case 4: tile(std::integral_constant<int, 4>{}, row); break;
     case 3: tile(std::integral_constant<int, 3>{}, row); break;
     case 2: tile(std::integral_constant<int, 2>{}, row); break;
     case 1: tile(std::integral_constant<int, 1>{}, row); break;
@@ -113,37 +118,55 @@ inline void for_each_task(int64_t blocks, int64_t batch, Task&& task) {
   });
 }
 
-// dst[l·ld + r] = rows[r][g][l]: one gate of a tile's dz, 16 units by kRows rows,
-// written unit-major. Four rows go as sixteen 4-float stores after an in-register 4×16
-// transpose (eight two-source permutes); a shorter tile lane by lane.
+// dst[l·ld + r] = rows[r][g][l]: one gate of a backward tile's dz, 16 units by up to 6
+// rows, written unit-major. Each group of four rows goes as sixteen 4-float stores after
+// an in-register 4×16 transpose (eight two-source permutes), a pair of rows as sixteen
+// 2-float stores after two permutes, a last row lane by lane.
+constexpr v16i kPairs01 = {0, 16, 4, 20, 8, 24, 12, 28, 1, 17, 5, 21, 9, 25, 13, 29};
+constexpr v16i kPairs23 = {2, 18, 6, 22, 10, 26, 14, 30, 3, 19, 7, 23, 11, 27, 15, 31};
+
+// Two rows: after kPairs01 (kPairs23), lanes 2i, 2i+1 hold unit 4(i mod 4) + j of both
+// rows, with j = 0 for i < 4 and 1 after (2 and 3 for kPairs23).
+inline void store_pair(const F16 (*rows)[4], int g, float* dst, int64_t ld) {
+  float pairs[2][16];
+  store16(pairs[0], __builtin_shuffle(rows[0][g].v, rows[1][g].v, kPairs01));
+  store16(pairs[1], __builtin_shuffle(rows[0][g].v, rows[1][g].v, kPairs23));
+  for (int h = 0; h < 2; ++h) {
+    for (int i = 0; i < 8; ++i) {
+      std::memcpy(dst + (4 * (i % 4) + 2 * h + i / 4) * ld, pairs[h] + 2 * i, 8);
+    }
+  }
+}
+
+inline void store_quad(const F16 (*rows)[4], int g, float* dst, int64_t ld) {
+  // The two pairs as above, then quadruples: lanes 4k … 4k+3 hold unit 4k + j of rows
+  // 0 … 3.
+  constexpr v16i kQuadsFirst = {0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23};
+  constexpr v16i kQuadsSecond = {8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31};
+  const v16f r01a = __builtin_shuffle(rows[0][g].v, rows[1][g].v, kPairs01);
+  const v16f r23a = __builtin_shuffle(rows[2][g].v, rows[3][g].v, kPairs01);
+  const v16f r01b = __builtin_shuffle(rows[0][g].v, rows[1][g].v, kPairs23);
+  const v16f r23b = __builtin_shuffle(rows[2][g].v, rows[3][g].v, kPairs23);
+  float units[4][16];  // units[j][4k + r] = rows[r][g][4k + j]
+  store16(units[0], __builtin_shuffle(r01a, r23a, kQuadsFirst));
+  store16(units[1], __builtin_shuffle(r01a, r23a, kQuadsSecond));
+  store16(units[2], __builtin_shuffle(r01b, r23b, kQuadsFirst));
+  store16(units[3], __builtin_shuffle(r01b, r23b, kQuadsSecond));
+  for (int k = 0; k < 4; ++k) {
+    for (int j = 0; j < 4; ++j) std::memcpy(dst + (4 * k + j) * ld, units[j] + 4 * k, 16);
+  }
+}
+
 template <int kRows>
 inline void store_by_unit(const F16 (&rows)[kRows][4], int g, float* dst, int64_t ld) {
-  if constexpr (kRows == 4) {
-    // Pairs of rows: lanes (row a[u], row b[u]) for u = 4k + j, j = 0 (first half) and
-    // j = 1 (second half), or j = 2 and 3.
-    constexpr v16i kPairs01 = {0, 16, 4, 20, 8, 24, 12, 28, 1, 17, 5, 21, 9, 25, 13, 29};
-    constexpr v16i kPairs23 = {2, 18, 6, 22, 10, 26, 14, 30, 3, 19, 7, 23, 11, 27, 15, 31};
-    // Then quadruples: lanes 4k … 4k+3 hold unit 4k + j of rows 0 … 3.
-    constexpr v16i kQuadsFirst = {0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23};
-    constexpr v16i kQuadsSecond = {8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31};
-    const v16f r01a = __builtin_shuffle(rows[0][g].v, rows[1][g].v, kPairs01);
-    const v16f r23a = __builtin_shuffle(rows[2][g].v, rows[3][g].v, kPairs01);
-    const v16f r01b = __builtin_shuffle(rows[0][g].v, rows[1][g].v, kPairs23);
-    const v16f r23b = __builtin_shuffle(rows[2][g].v, rows[3][g].v, kPairs23);
-    float units[4][16];  // units[j][4k + r] = rows[r][g][4k + j]
-    store16(units[0], __builtin_shuffle(r01a, r23a, kQuadsFirst));
-    store16(units[1], __builtin_shuffle(r01a, r23a, kQuadsSecond));
-    store16(units[2], __builtin_shuffle(r01b, r23b, kQuadsFirst));
-    store16(units[3], __builtin_shuffle(r01b, r23b, kQuadsSecond));
-    for (int k = 0; k < 4; ++k) {
-      for (int j = 0; j < 4; ++j) std::memcpy(dst + (4 * k + j) * ld, units[j] + 4 * k, 16);
-    }
-  } else {
-    for (int r = 0; r < kRows; ++r) {
-      float lanes[16];
-      store16(lanes, rows[r][g]);
-      for (int l = 0; l < 16; ++l) dst[l * ld + r] = lanes[l];
-    }
+  static_assert(kRows <= 6);
+  if constexpr (kRows >= 4) store_quad(rows, g, dst, ld);
+  constexpr int kDone = kRows >= 4 ? 4 : 0;
+  if constexpr (kRows - kDone >= 2) store_pair(rows + kDone, g, dst + kDone, ld);
+  if constexpr ((kRows - kDone) % 2 == 1) {
+    float lanes[16];
+    store16(lanes, rows[kRows - 1][g]);
+    for (int l = 0; l < 16; ++l) dst[l * ld + kRows - 1] = lanes[l];
   }
 }
 
