@@ -82,9 +82,11 @@ AVX512_STEPS = torch.backends.cpu.get_cpu_capability() == "AVX512"
 PRODUCTS = {"aten::mm", "aten::addmm", "aten::addmm_", "mkldnn::_linear_pointwise"}
 
 
-# (T, B, I, H): batch 1; tiles of 5 and of 6 rows (the kernels' tile); 16-row tasks
-# split into tiles of 6, 6 and 4, with the last task's 3 or 2 rows; two unit blocks.
-SHAPES_AVX512 = [(1, 1, 3, 64), (3, 5, 7, 64), (2, 35, 9, 64), (2, 18, 4, 64), (4, 6, 5, 128)]
+# (T, B, I, H): batch 1 and every tile length (6 rows, the kernels' tile, and 1–5 rows
+# for the rest) in both kernels, with 16-row tasks (tiles of 6, 6 and 4) and, where that
+# leaves under 2 tasks per thread, one-tile tasks; two unit blocks. (The tile lengths
+# quoted are with 2 threads.)
+SHAPES_AVX512 = [(1, 1, 3, 64), (3, 5, 7, 64), (2, 35, 9, 64), (2, 50, 4, 64), (4, 9, 5, 128)]
 
 
 @pytest.mark.parametrize("shape", SHAPES_AVX512)

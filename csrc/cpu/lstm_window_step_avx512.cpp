@@ -59,7 +59,8 @@ namespace dni::cpu {
 namespace {
 
 // Rows per parallel task: several tiles, so that a task reuses its weight panel (64 KiB
-// at H = 256, from L2) across them.
+// at H = 256, from L2) across them; one tile when that leaves fewer than two tasks per
+// thread (many threads, few unit blocks: the backward at H = 256 has 4).
 constexpr int64_t kRowsPerTask = 16;
 
 // Rows per register tile: 6, so 24 accumulators (of 32 registers), each weight vector
@@ -109,11 +110,14 @@ inline void for_each_tile(int64_t begin, int64_t end, Tile&& tile) {
 // block's weight panel.
 template <typename Task>
 inline void for_each_task(int64_t blocks, int64_t batch, Task&& task) {
-  const int64_t groups = (batch + kRowsPerTask - 1) / kRowsPerTask;
+  const bool few_tasks =
+      blocks * ((batch + kRowsPerTask - 1) / kRowsPerTask) < 2 * at::get_num_threads();
+  const int64_t rows = few_tasks ? kTileRows : kRowsPerTask;
+  const int64_t groups = (batch + rows - 1) / rows;
   at::parallel_for(0, blocks * groups, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const int64_t row = (i % groups) * kRowsPerTask;
-      task(i / groups, row, std::min(row + kRowsPerTask, batch));
+      const int64_t row = (i % groups) * rows;
+      task(i / groups, row, std::min(row + rows, batch));
     }
   });
 }
