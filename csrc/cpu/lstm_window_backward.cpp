@@ -72,10 +72,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
   const int64_t steps = x.size(0), batch = x.size(1), hidden = h0.size(1);
   auto opts = x.options();
   Tensor dz = workspace(WorkspaceSlot::kLstmGateGrads, {steps, batch, 4 * hidden}, opts);
-  // dh holds the gradient reaching h_t from later steps (grad_h_end at t = T−1); the
-  // in-window gradients are added inside the gate loop, and the carry dc starts at
-  // grad_c_end.
-  Tensor dh = grad_h_end.has_value() ? grad_h_end->clone(at::MemoryFormat::Contiguous)
+  // dh holds the gradient reaching h_t from later steps (grad_h_end at t = T−1; only
+  // read, so no copy); the in-window gradients are added inside the gate loop, and the
+  // carry dc (written in place, then returned) starts at a copy of grad_c_end.
+  Tensor dh = grad_h_end.has_value() ? grad_h_end->contiguous()
                                      : at::zeros({batch, hidden}, opts);
   Tensor dc_carry = grad_c_end.has_value()
                         ? grad_c_end->clone(at::MemoryFormat::Contiguous)

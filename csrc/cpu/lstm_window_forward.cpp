@@ -70,8 +70,8 @@ std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cpu(const Tensor& x, cons
   Tensor hs = at::empty({steps, batch, hidden}, opts);
   Tensor cs = at::empty({steps, batch, hidden}, opts);
   const Tensor c0_contig = c0.contiguous();
-  const Tensor h0_contig = h0.contiguous();
   if (lstm_window_step_avx512_supported(w_hh)) {
+    const Tensor h0_contig = h0.contiguous();  // the portable path's product takes views
     const Tensor w_hh_packed = lstm_pack_forward_weight(w_hh);
     float* z = gates.data_ptr<float>();
     float* c = cs.data_ptr<float>();
