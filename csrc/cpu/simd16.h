@@ -21,7 +21,10 @@ typedef int32_t v16i __attribute__((vector_size(64)));
 struct F16 {
   v16f v;
   F16() = default;
-  F16(float s) : v(v16f{} + s) {}  // NOLINT: broadcast, so that T(1) works in templates
+  // Broadcast, so that T(1) works in templates. _mm512_set1_ps, not v16f{} + s: GCC
+  // cannot drop that + 0 (−0 + 0 is +0), so the tile product's inner loop spent a scalar
+  // add and a register broadcast per row operand instead of one broadcast load.
+  F16(float s) : v(_mm512_set1_ps(s)) {}  // NOLINT
   F16(v16f x) : v(x) {}            // NOLINT
 };
 
