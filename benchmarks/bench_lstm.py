@@ -4,6 +4,8 @@
               boundaries, the bootstrap ĝ_end and the SG regression (what DNILSTM runs),
               x requiring grad
     fused_no_grad_x   the same with x needing no gradient: the op then skips grad_x
+    window    dni::lstm_window_forward fwd + bwd, x requiring grad: the window alone, no
+              SG work (so fused − window is what the SG costs)
     eager     the same as `fused` in plain PyTorch (reference.lstm_dni_window)
     nn_lstm   torch.nn.LSTM fwd + bwd alone (oneDNN on CPU, cuDNN on a GPU), no SG; it
               computes grad_x whether x requires grad or not
@@ -70,6 +72,13 @@ def columns(t: dict) -> dict:
 
         return fused
 
+    def window():
+        for p in (params["w_ih"], params["w_hh"], params["bias"], x_leaf):
+            p.grad = None
+        hs, _, _ = ops.lstm_window_forward(x_leaf, t["h0"], t["c0"], params["w_ih"],
+                                           params["w_hh"], params["bias"])  # fmt: skip
+        hs.backward(t["grad_hs"])
+
     def eager():
         reference.lstm_dni_window(t["x"], t["h0"], t["c0"], t["w_ih"], t["w_hh"], t["bias"],
                                   t["sg_weight"], t["sg_bias"], grad_hs=t["grad_hs"], sg_scale=0.1)  # fmt: skip
@@ -79,8 +88,8 @@ def columns(t: dict) -> dict:
         out, _ = lstm(t["x"], state)
         out.backward(t["grad_hs"])
 
-    return {"fused": fused_with(x_leaf), "fused_no_grad_x": fused_with(t["x"]), "eager": eager,
-            "nn_lstm": nn_lstm}  # fmt: skip
+    return {"fused": fused_with(x_leaf), "fused_no_grad_x": fused_with(t["x"]), "window": window,
+            "eager": eager, "nn_lstm": nn_lstm}  # fmt: skip
 
 
 def run(device: torch.device, sizes, min_run_time: float) -> dict:
@@ -100,6 +109,7 @@ def run(device: torch.device, sizes, min_run_time: float) -> dict:
             row[f"{name}_roofline"] = work / peak / seconds
         row["fused/nn_lstm"] = row["fused_ms"] / row["nn_lstm_ms"]
         row["fused_no_grad_x/nn_lstm"] = row["fused_no_grad_x_ms"] / row["nn_lstm_ms"]
+        row["window/nn_lstm"] = row["window_ms"] / row["nn_lstm_ms"]
         row["fused/eager"] = row["fused_ms"] / row["eager_ms"]
         rows.append(row)
         print_table(rows[-1:], list(row))
