@@ -5,7 +5,7 @@
               x requiring grad
     fused_no_grad_x   the same with x needing no gradient: the op then skips grad_x
     window    dni::lstm_window_forward fwd + bwd, x requiring grad: the window alone, no
-              SG work (so fused − window is what the SG costs)
+              SG work (fused − window is the SG work's cost, within the run's noise)
     eager     the same as `fused` in plain PyTorch (reference.lstm_dni_window)
     nn_lstm   torch.nn.LSTM fwd + bwd alone (oneDNN on CPU, cuDNN on a GPU), no SG; it
               computes grad_x whether x requires grad or not
