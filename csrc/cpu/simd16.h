@@ -41,15 +41,25 @@ inline F16 fma(F16 a, F16 b, F16 c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
 inline F16 load16(const float* p) { return _mm512_loadu_ps(p); }
 inline void store16(float* p, F16 a) { _mm512_storeu_ps(p, a.v); }
 
-// exp_cephes's two type-specific pieces (vec_math.h), lane by lane.
+// exp_cephes's three type-specific pieces (vec_math.h): the same values as the float
+// versions lane by lane, in one or two instructions each where GCC's plain vector code
+// took two to four (a compare and a blend per bound; an add and a subtract; a convert,
+// an add, a shift and a multiply). The exp runs five times per unit and step in the
+// forward, inside the product's epilogue, so its instruction count is step time.
+// (The all-lanes masked forms: GCC 12 warns that the plain forms' undefined pass-through
+// operand is used uninitialized.)
+constexpr __mmask16 kAllLanes = 0xFFFF;
 inline F16 exp_clamp(F16 x) {
-  const v16f lo = v16f{} - 87.0f, hi = v16f{} + 88.0f;
-  const v16f low_clamped = x.v < lo ? lo : x.v;
-  return low_clamped > hi ? hi : low_clamped;
+  // max(a, b) is a > b ? a : b, so x < lo ? lo : x (a NaN x passes), and likewise min.
+  const __m512 low_clamped = _mm512_mask_max_ps(x.v, kAllLanes, _mm512_set1_ps(-87.0f), x.v);
+  return _mm512_mask_min_ps(x.v, kAllLanes, _mm512_set1_ps(88.0f), low_clamped);
 }
-inline F16 exp2_integral(F16 n) {
-  const v16i bits = (__builtin_convertvector(n.v, v16i) + 127) << 23;
-  return (v16f)bits;  // a same-size vector cast keeps the bits
+inline F16 round_integral(F16 m) {
+  return _mm512_mask_roundscale_ps(m.v, kAllLanes, m.v,
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+inline F16 times_exp2(F16 e, F16 n) {  // e·2^⌊n⌋
+  return _mm512_mask_scalef_ps(e.v, kAllLanes, e.v, n.v);
 }
 inline F16 exp_vec(F16 x) { return exp_cephes(x); }
 

@@ -33,19 +33,22 @@
 
 namespace dni::cpu {
 
-// The two type-specific pieces of exp_cephes, for float here and for the 16-lane vector
-// of simd16.h there: the clamp (so that 2^n below stays a normal float; NaN passes
-// through both tests) and 2^n for an integral-valued n, built in the exponent bits.
+// The three type-specific pieces of exp_cephes, for float here and for the 16-lane vector
+// of simd16.h there (which computes the same values in fewer instructions): the clamp
+// (so that 2^n below stays a normal float; NaN passes through both tests), rounding to
+// the nearest integer (ties to even) for |m| < 2^22, by the 1.5·2^23 trick (pure float
+// adds, which vectorise on any ISA), and e·2^n for an integral-valued n, with 2^n built
+// in the exponent bits.
 inline float exp_clamp(float x) { return x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x); }
-inline float exp2_integral(float n) {
-  return std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+inline float round_integral(float m) { return (m + 0x1.8p23f) - 0x1.8p23f; }
+inline float times_exp2(float e, float n) {
+  return e * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
 }
 
 template <typename F>
 DNI_VEC_INLINE F exp_cephes(F x) {
   x = exp_clamp(x);
-  // n = round(x / ln 2) by the 1.5·2^23 trick: pure float adds, which vectorise on any ISA.
-  const F n = (x * 1.44269504088896341f + 0x1.8p23f) - 0x1.8p23f;
+  const F n = round_integral(x * 1.44269504088896341f);  // round(x / ln 2)
   // r = x − n·ln 2 in two parts (0.693359375 is exact in float), so r keeps its bits.
   F r = x - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
@@ -56,7 +59,7 @@ DNI_VEC_INLINE F exp_cephes(F x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const F e_r = p * (r * r) + r + 1.0f;
-  return e_r * exp2_integral(n);
+  return times_exp2(e_r, n);
 }
 
 inline float exp_vec(float x) { return exp_cephes(x); }
