@@ -8,8 +8,8 @@
 namespace dni {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_window_gemm_grads(
-    const at::Tensor& dz, const at::Tensor& dz_by_unit, const at::Tensor& x,
-    const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
+    const at::Tensor& dz, const at::Tensor& dz_by_unit, const at::Tensor& h_prev_buffer,
+    const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
     const at::Tensor& hs, bool compute_grad_x) {
   const int64_t steps = x.size(0), batch = x.size(1), in = x.size(2), hidden = h0.size(1);
   at::Tensor grad_h0 = dense_linear(dz.select(0, 0), w_hh.t());
@@ -18,11 +18,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_wind
                                      : at::empty({0}, dz.options());
   at::Tensor x_flat = x.reshape({steps * batch, in});
   if (dz_by_unit.defined()) {
-    // h_{t−1} as one [T·B, H] operand: a 1/(4 + I/H) share of dz's size, copied once.
-    at::Tensor h_prev = at::cat({h0.unsqueeze(0), hs.narrow(0, 0, steps - 1)})
-                            .view({steps * batch, hidden});
+    // h_{t−1} (h0, then hs[0 … T−2]) as one [T·B, H] operand: a 1/(4 + I/H) share of
+    // dz's size, copied once.
+    at::Tensor h_prev =
+        h_prev_buffer.narrow(0, 0, steps * batch * hidden).view({steps, batch, hidden});
+    at::cat_out(h_prev, {h0.unsqueeze(0), hs.narrow(0, 0, steps - 1)});
     return {grad_x, grad_h0, dense_linear(dz_by_unit, x_flat.t()),
-            dense_linear(dz_by_unit, h_prev.t()), dz_by_unit.sum(1)};
+            dense_linear(dz_by_unit, h_prev.view({steps * batch, hidden}).t()),
+            dz_by_unit.sum(1)};
   }
   // Otherwise the NN products go through dense_linear (oneDNN for large float32 on the
   // CPU); the weight gradients (TN) stay with BLAS, which was as fast or faster there,

@@ -83,10 +83,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
   const Tensor grad_hs_contig = grad_hs.has_value() ? grad_hs->contiguous() : Tensor();
   const Tensor grad_cs_contig = grad_cs.has_value() ? grad_cs->contiguous() : Tensor();
   const Tensor c0_contig = c0.contiguous();
-  Tensor dz_by_unit;
+  Tensor dz_by_unit, h_prev_buffer;
   if (lstm_window_step_avx512_supported(w_hh)) {
     dz_by_unit =
         workspace(WorkspaceSlot::kLstmGateGradsByUnit, {4 * hidden, steps * batch}, opts);
+    h_prev_buffer = workspace(WorkspaceSlot::kLstmHiddenPrev, {steps * batch * hidden}, opts);
     const Tensor w_hh_packed = lstm_pack_backward_weight(w_hh);
     // Raw pointers: every tensor here is contiguous, and a select per step cost more
     // than the step's gate math at small sizes.
@@ -137,7 +138,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
   }
   // δ_start = (dz_0 W_hh, dc carried past step 0); the rest are whole-window GEMMs.
   auto [grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_bias] =
-      lstm_window_gemm_grads(dz, dz_by_unit, x, h0, w_ih, w_hh, hs, compute_grad_x);
+      lstm_window_gemm_grads(dz, dz_by_unit, h_prev_buffer, x, h0, w_ih, w_hh, hs,
+                             compute_grad_x);
   return {grad_x, grad_h0, dc_carry, grad_w_ih, grad_w_hh, grad_bias};
 }
 

@@ -13,7 +13,12 @@
 
 namespace dni::cpu {
 
-enum class WorkspaceSlot : int { kLstmGateGrads = 0, kLstmGateGradsByUnit = 1, kCount = 2 };
+enum class WorkspaceSlot : int {
+  kLstmGateGrads = 0,
+  kLstmGateGradsByUnit = 1,
+  kLstmHiddenPrev = 2,
+  kCount = 3
+};
 
 inline at::Tensor workspace(WorkspaceSlot slot, at::IntArrayRef sizes,
                             const at::TensorOptions& options) {

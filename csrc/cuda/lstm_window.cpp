@@ -97,7 +97,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
     }
   });
   auto [grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_bias] =
-      lstm_window_gemm_grads(dz, at::Tensor(), x, h0, w_ih, w_hh, hs, compute_grad_x);
+      lstm_window_gemm_grads(dz, at::Tensor(), at::Tensor(), x, h0, w_ih, w_hh, hs,
+                             compute_grad_x);
   return {grad_x, grad_h0, dc.to(x.scalar_type()), grad_w_ih, grad_w_hh, grad_bias};
 }
 
