@@ -311,6 +311,23 @@ def test_saturated_gates_float32_match_float64(hidden):
         torch.testing.assert_close(g.double(), e, **tol(torch.float32), msg=lambda m: f"{n}: {m}")
 
 
+@pytest.mark.parametrize("hidden", [37, 64], ids=["gate_loop", "avx512_steps"])
+def test_nan_input_reaches_outputs(hidden):
+    """A NaN in x comes out as NaN in that batch row's states and gates, as in the
+    reference, and nowhere else: the vectorised exp's clamp (csrc/cpu/vec_math.h) lets a
+    NaN through instead of turning it into a bound, in the portable gate loops and in the
+    AVX-512 steps (H = 64, on a CPU that has them)."""
+    w = [t.float() for t in make_window(3, 4, 8, hidden, seed=7)]
+    w[0] = w[0].clone()
+    w[0][0, 1, 2] = float("nan")
+    got = ops.lstm_window_forward(*w)
+    expected = reference.lstm_window_forward(*w)
+    for g, e, n in zip(got, expected, ("hs", "cs", "gates")):
+        assert g[:, 1].isnan().all(), n
+        torch.testing.assert_close(g, e, equal_nan=True, **tol(torch.float32),
+                                   msg=lambda m: f"{n}: {m}")
+
+
 def _opcheck_samples():
     w = make_window(3, 2, 5, 4, dtype=torch.float32, noncontig=True)
     yield "lstm_window_forward", w
