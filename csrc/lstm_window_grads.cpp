@@ -20,8 +20,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_wind
   if (dz_by_unit.defined()) {
     // h_{t−1} (h0, then hs[0 … T−2]) as one [T·B, H] operand: a 1/(4 + I/H) share of
     // dz's size, copied once.
-    at::Tensor h_prev =
-        h_prev_buffer.narrow(0, 0, steps * batch * hidden).view({steps, batch, hidden});
+    at::Tensor h_prev = h_prev_buffer;  // a handle: cat_out takes a non-const one
     at::cat_out(h_prev, {h0.unsqueeze(0), hs.narrow(0, 0, steps - 1)});
     return {grad_x, grad_h0, dense_linear(dz_by_unit, x_flat.t()),
             dense_linear(dz_by_unit, h_prev.view({steps * batch, hidden}).t()),

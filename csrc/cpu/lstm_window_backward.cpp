@@ -87,7 +87,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
   if (lstm_window_step_avx512_supported(w_hh)) {
     dz_by_unit =
         workspace(WorkspaceSlot::kLstmGateGradsByUnit, {4 * hidden, steps * batch}, opts);
-    h_prev_buffer = workspace(WorkspaceSlot::kLstmHiddenPrev, {steps * batch * hidden}, opts);
+    h_prev_buffer = workspace(WorkspaceSlot::kLstmHiddenPrev, {steps, batch, hidden}, opts);
     const Tensor w_hh_packed = lstm_pack_backward_weight(w_hh);
     // Raw pointers: every tensor here is contiguous, and a select per step cost more
     // than the step's gate math at small sizes.

@@ -106,6 +106,13 @@ inline void prefetch_tile_rows(const float* p, int64_t ld, int lines) {
   }
 }
 
+// The same for the four gate slices (H floats apart) of the tile's rows of a [B, 4H]
+// gates buffer, from `gates` (the first row's slice of gate i).
+template <int kRows>
+inline void prefetch_tile_gates(const float* gates, int64_t hidden, int lines) {
+  for (int g = 0; g < 4; ++g) prefetch_tile_rows<kRows>(gates + g * hidden, 4 * hidden, lines);
+}
+
 // Calls tile(std::integral_constant<int, rows>, first_row) over rows [begin, end) in
 // tiles of kTileRows and one shorter tile for the rest.
 template <typename Tile>
@@ -266,9 +273,7 @@ void lstm_window_forward_step_avx512(float* z_t, const float* h_prev, const floa
     for_each_tile(row_begin, row_end, [&](auto rows, int64_t row0) {
       constexpr int kRows = decltype(rows)::value;
       F16 acc[kRows][4];
-      for (int g = 0; g < 4; ++g) {
-        prefetch_tile_rows<kRows>(z_t + row0 * 4 * hidden + g * hidden + unit, 4 * hidden, 1);
-      }
+      prefetch_tile_gates<kRows>(z_t + row0 * 4 * hidden + unit, hidden, 1);
       prefetch_tile_rows<kRows>(c_prev + row0 * hidden + unit, hidden, 1);
       multiply_tile<kRows>(h_prev + row0 * hidden, hidden, panel, hidden, acc);
       for (int r = 0; r < kRows; ++r) {
@@ -312,10 +317,7 @@ void lstm_window_backward_step_avx512(const float* dz_next, const float* dh_end,
           F16 acc[kRows][4];
           const int64_t u0 = p * kLstmStepUnitBlock;
           constexpr int kLines = kLstmStepUnitBlock / 16;
-          for (int g = 0; g < 4; ++g) {
-            prefetch_tile_rows<kRows>(gates_t + row0 * 4 * hidden + g * hidden + u0, 4 * hidden,
-                                      kLines);
-          }
+          prefetch_tile_gates<kRows>(gates_t + row0 * 4 * hidden + u0, hidden, kLines);
           const float* states[] = {c_t, c_prev, dc_carry, grad_h, grad_c};  // [B, H] each
           for (const float* state : states) {
             if (state != nullptr) {
