@@ -16,8 +16,8 @@ namespace dni {
 // ([4H, T·B], contiguous) as the CPU's AVX-512 backward writes them: the weight
 // gradients then run as oneDNN's NN products instead of BLAS's transposed ones, and
 // h_prev_buffer ([T, B, H], contiguous, dz's dtype) receives h_{t−1} for all t as
-// their one operand (the CPU passes a retained workspace: a fresh
-// buffer faulted in its pages on every call).
+// their one operand. The CPU passes a retained workspace there: a fresh buffer faulted
+// in its pages on every call.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_window_gemm_grads(
     const at::Tensor& dz, const at::Tensor& dz_by_unit, const at::Tensor& h_prev_buffer,
     const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
