@@ -10,9 +10,10 @@ namespace dni {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_window_gemm_grads(
     const at::Tensor& dz, const at::Tensor& dz_by_unit, const at::Tensor& h_prev_buffer,
     const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
-    const at::Tensor& hs, bool compute_grad_x) {
+    const at::Tensor& hs, bool compute_grad_x, const at::Tensor& grad_h0_given) {
   const int64_t steps = x.size(0), batch = x.size(1), in = x.size(2), hidden = h0.size(1);
-  at::Tensor grad_h0 = dense_linear(dz.select(0, 0), w_hh.t());
+  const at::Tensor grad_h0 =
+      grad_h0_given.defined() ? grad_h0_given : dense_linear(dz.select(0, 0), w_hh.t());
   at::Tensor dz_flat = dz.view({steps * batch, 4 * hidden});
   at::Tensor grad_x = compute_grad_x ? dense_linear(dz_flat, w_ih.t()).view({steps, batch, in})
                                      : at::empty({0}, dz.options());

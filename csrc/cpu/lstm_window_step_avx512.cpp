@@ -370,6 +370,24 @@ void lstm_window_backward_step_avx512(const float* dz_next, const float* dh_end,
   });
 }
 
+void lstm_window_recurrent_grad_avx512(const float* dz, const float* w_packed, float* dh,
+                                       int64_t batch, int64_t hidden) {
+  for_each_task(hidden / kLstmStepUnitBlock, batch,
+                [&](int64_t p, int64_t row_begin, int64_t row_end) {
+    const float* panel = w_packed + p * 4 * hidden * kLstmStepUnitBlock;
+    for_each_tile(row_begin, row_end, [&](auto rows, int64_t row0) {
+      constexpr int kRows = decltype(rows)::value;
+      F16 acc[kRows][4];
+      multiply_tile<kRows>(dz + row0 * 4 * hidden, 4 * hidden, panel, 4 * hidden, acc);
+      for (int r = 0; r < kRows; ++r) {
+        for (int q = 0; q < 4; ++q) {
+          store16(dh + (row0 + r) * hidden + p * kLstmStepUnitBlock + q * 16, acc[r][q]);
+        }
+      }
+    });
+  });
+}
+
 }  // namespace dni::cpu
 #pragma GCC pop_options
 
@@ -389,6 +407,10 @@ void lstm_window_forward_step_avx512(float*, const float*, const float*, const f
 void lstm_window_backward_step_avx512(const float*, const float*, const float*, const float*,
                                       const float*, const float*, const float*, const float*,
                                       float*, float*, float*, int64_t, int64_t, int64_t) {
+  TORCH_CHECK(false, "dni: the AVX-512 LSTM step is not built for this target");
+}
+
+void lstm_window_recurrent_grad_avx512(const float*, const float*, float*, int64_t, int64_t) {
   TORCH_CHECK(false, "dni: the AVX-512 LSTM step is not built for this target");
 }
 

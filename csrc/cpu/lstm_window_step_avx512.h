@@ -48,4 +48,10 @@ void lstm_window_backward_step_avx512(const float* dz_next, const float* dh_end,
                                       float* dc_carry, float* dz_t, float* dz_by_unit,
                                       int64_t by_unit_ld, int64_t batch, int64_t hidden);
 
+// dh = dz W_hh for dz [B, 4H] and the backward's packed weight: the product of
+// lstm_window_backward_step_avx512 without its gate math, for δ_start's h part
+// (dz_0 W_hh), which no step follows. dh is [B, H], contiguous.
+void lstm_window_recurrent_grad_avx512(const float* dz, const float* w_packed, float* dh,
+                                       int64_t batch, int64_t hidden);
+
 }  // namespace dni::cpu

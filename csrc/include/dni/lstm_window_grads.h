@@ -17,10 +17,11 @@ namespace dni {
 // gradients then run as oneDNN's NN products instead of BLAS's transposed ones, and
 // h_prev_buffer ([T, B, H], contiguous, dz's dtype) receives h_{t−1} for all t as
 // their one operand. The CPU passes a retained workspace there: a fresh buffer faulted
-// in its pages on every call.
+// in its pages on every call. grad_h0, when defined, is dz_0 W_hh already computed (the
+// CPU's AVX-512 backward does it with its step's product) and is returned as is.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_window_gemm_grads(
     const at::Tensor& dz, const at::Tensor& dz_by_unit, const at::Tensor& h_prev_buffer,
     const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
-    const at::Tensor& hs, bool compute_grad_x);
+    const at::Tensor& hs, bool compute_grad_x, const at::Tensor& grad_h0 = at::Tensor());
 
 }  // namespace dni
