@@ -51,8 +51,9 @@ at::Tensor lstm_pack_backward_weight(const at::Tensor& w_hh) {
 #ifdef DNI_LSTM_STEP_AVX512
 #pragma GCC push_options
 // An ISA list, not "arch=x86-64-v4": GCC inlines baseline functions (the shared math
-// templates) only into callers of the same arch.
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+// templates) only into callers of the same arch. prfchw: __builtin_prefetch's write
+// hint becomes PREFETCHW, which every AVX-512 CPU has.
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prfchw")
 #include "simd16.h"
 
 namespace dni::cpu {
@@ -70,26 +71,50 @@ constexpr int kTileRows = 6;
 // A task's rows fit one 16-lane vector per unit in the backward's staging (write_row).
 static_assert(kTileRows <= kRowsPerTask && kRowsPerTask <= 16);
 
-// acc[r][q] = Σ_k a[r·lda + k] · panel[k·64 + 16q + lane], for the tile's kRows rows.
-template <int kRows>
+// Depth of the k-loop's chunks; the depths used (H, 4H) are multiples of it.
+constexpr int64_t kDepthChunk = 16;
+
+// acc[r][q] = Σ_k a[r·lda + k] · panel[k·64 + 16q + lane], for the tile's kRows rows;
+// before each chunk of 16 k, also a few of the write prefetches of lines
+// line_address(i), i in [first, last), spread over the product so that they arrive
+// while it runs. The prefetch loop sits between the chunks, not in the FMA loop (a
+// test there made GCC spill the accumulators), and its counter is carried from chunk
+// to chunk (GCC deletes a loop that only prefetches).
+template <int kRows, typename LineAddress>
 inline void multiply_tile(const float* a, int64_t lda, const float* panel, int64_t depth,
-                          F16 (&acc)[kRows][4]) {
+                          F16 (&acc)[kRows][4], LineAddress&& line_address, int64_t first,
+                          int64_t last) {
 #pragma GCC unroll 6
   for (int r = 0; r < kRows; ++r) {
     acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = F16(0.0f);
   }
-  for (int64_t k = 0; k < depth; ++k) {
-    const float* pk = panel + k * kLstmStepUnitBlock;
-    const F16 p0 = load16(pk), p1 = load16(pk + 16), p2 = load16(pk + 32), p3 = load16(pk + 48);
+  const int64_t per_chunk = (last - first + depth / kDepthChunk - 1) / (depth / kDepthChunk);
+  int64_t line = first;
+  for (int64_t k0 = 0; k0 < depth; k0 += kDepthChunk) {
+    for (int64_t j = 0; j < per_chunk && line < last; ++j, ++line) {
+      __builtin_prefetch(line_address(line), 1, 2);
+    }
+    for (int64_t k = k0; k < k0 + kDepthChunk; ++k) {
+      const float* pk = panel + k * kLstmStepUnitBlock;
+      const F16 p0 = load16(pk), p1 = load16(pk + 16), p2 = load16(pk + 32),
+                p3 = load16(pk + 48);
 #pragma GCC unroll 6
-    for (int r = 0; r < kRows; ++r) {
-      const F16 ar(a[r * lda + k]);
-      acc[r][0] = fma(ar, p0, acc[r][0]);
-      acc[r][1] = fma(ar, p1, acc[r][1]);
-      acc[r][2] = fma(ar, p2, acc[r][2]);
-      acc[r][3] = fma(ar, p3, acc[r][3]);
+      for (int r = 0; r < kRows; ++r) {
+        const F16 ar(a[r * lda + k]);
+        acc[r][0] = fma(ar, p0, acc[r][0]);
+        acc[r][1] = fma(ar, p1, acc[r][1]);
+        acc[r][2] = fma(ar, p2, acc[r][2]);
+        acc[r][3] = fma(ar, p3, acc[r][3]);
+      }
     }
   }
+}
+
+// The product alone.
+template <int kRows>
+inline void multiply_tile(const float* a, int64_t lda, const float* panel, int64_t depth,
+                          F16 (&acc)[kRows][4]) {
+  multiply_tile<kRows>(a, lda, panel, depth, acc, [](int64_t) { return nullptr; }, 0, 0);
 }
 
 // Requests into L2 `lines` cache lines (16 floats each) of each of a tile's kRows rows,
@@ -325,8 +350,23 @@ void lstm_window_backward_step_avx512(const float* dz_next, const float* dh_end,
             }
           }
           if (dz_next != nullptr) {
-            multiply_tile<kRows>(dz_next + row0 * 4 * hidden, 4 * hidden, panel, 4 * hidden,
-                                 acc);
+            // The task's 4·64 unit-major lines, stored once its last tile is staged,
+            // are requested for writing during the products, each tile its share: those
+            // stores miss every cache, and stalled the task's end. The backward step
+            // passes alone took 5 % less time with it (B = 256, H = 256: 5.60 → 5.27
+            // ms at T = 8, 31.3 → 29.9 at T = 40; T = 40, B = 32: 3.71 → 3.53; T = 8,
+            // B = 256, H = 1024: 77.2 → 75.6; best of five alternating rounds).
+            const int64_t tiles = (row_end - row_begin + kTileRows - 1) / kTileRows;
+            const int64_t tile = (row0 - row_begin) / kTileRows;
+            constexpr int64_t kTaskLines = 4 * kLstmStepUnitBlock;
+            multiply_tile<kRows>(
+                dz_next + row0 * 4 * hidden, 4 * hidden, panel, 4 * hidden, acc,
+                [&](int64_t line) {
+                  const auto l = static_cast<uint64_t>(line);  // ≥ 0: a shift, a mask
+                  const int64_t g = l / kLstmStepUnitBlock, u = l % kLstmStepUnitBlock;
+                  return dz_by_unit + (g * hidden + u0 + u) * by_unit_ld + row_begin;
+                },
+                kTaskLines * tile / tiles, kTaskLines * (tile + 1) / tiles);
           } else {
             for (int r = 0; r < kRows; ++r) {
               for (int q = 0; q < 4; ++q) {
