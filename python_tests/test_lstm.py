@@ -355,6 +355,29 @@ def test_opcheck(i):
     torch.library.opcheck(getattr(torch.ops.dni, name).default, tuple(args))
 
 
+@pytest.mark.parametrize("dni", [False, True])
+def test_direct_autograd_matches_registered(dni):
+    """ops.* runs an op through its direct autograd.Function (ops._register_direct),
+    torch.ops.dni.* through torch.library's registration: the same gradients, bit for
+    bit (x needs none here, so both skip its product)."""
+    w, heads = _dni_inputs((3, 2, 5, 4), torch.float32, True, True)
+    kw = dict(sg_scale=0.1, sg_reads_cell=True, bootstrap=True, aux_loss_weight=0.5)
+    grads, nodes = [], []
+    for direct in (True, False):
+        leaves = [w[0]] + [t.clone().requires_grad_() for t in w[1:] + (heads if dni else [])]
+        if dni:
+            op = ops.lstm_dni_window if direct else torch.ops.dni.lstm_dni_window.default
+            hs = op(*leaves, **kw)[0] if direct else op(*leaves, *kw.values())[0]
+        else:
+            op = ops.lstm_window_forward if direct else torch.ops.dni.lstm_window_forward.default
+            hs = op(*leaves)[0]
+        nodes.append(type(hs.grad_fn).__name__)
+        grads.append(torch.autograd.grad((hs * hs).sum(), leaves[1:]))
+    assert nodes[0] != nodes[1], nodes  # two paths, not one taken twice
+    for i, (d, r) in enumerate(zip(*grads)):
+        assert torch.equal(d, r), f"gradient {i}"
+
+
 def test_compile_fullgraph():
     """One training step (bootstrapped window, loss, backward) under torch.compile."""
     w, heads = _dni_inputs((4, 3, 5, 6), torch.float32, True, True)
