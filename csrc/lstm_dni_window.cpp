@@ -41,11 +41,6 @@ Tensor sg_input(const Tensor& h, const Tensor& c, bool sg_reads_cell) {
   return sg_reads_cell ? at::cat({h, c}, 1) : h;
 }
 
-// raw = inp Aᵀ (+ a), into `out`.
-void linear_into(Tensor out, const Tensor& inp, const Tensor& weight, const OptTensor& bias) {
-  out.copy_(dense_linear(inp, weight, bias).out);
-}
-
 template <bool kTriton>
 std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_dni_window(
     const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
@@ -62,11 +57,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_dni_window(
   const Tensor s_start = sg_input(h0, c0, sg_reads_cell);
   const Tensor s_end = sg_input(hs.select(0, steps - 1), cs.select(0, steps - 1),
                                 sg_reads_cell);
-  Tensor sg_raw = at::empty({aux_weight.has_value() ? 3 : 2, batch, feat}, x.options());
-  linear_into(sg_raw.narrow(0, 0, 2).view({2 * batch, feat}), at::cat({s_start, s_end}),
-              sg_weight, sg_bias);
-  if (aux_weight.has_value()) linear_into(sg_raw.select(0, 2), s_start, *aux_weight, aux_bias);
-  return {hs, cs, gates, sg_raw};
+  // M(s_0) and M(s_T) in one product over the stacked states; its [2B, F] result is
+  // sg_raw itself without an aux head (no copy: 2 MB at B = 256, F = 1024), the first
+  // two of three rows with one.
+  const Tensor stacked =
+      dense_linear(at::cat({s_start, s_end}), sg_weight, sg_bias).out.view({2, batch, feat});
+  if (!aux_weight.has_value()) return {hs, cs, gates, stacked};
+  const Tensor aux = dense_linear(s_start, *aux_weight, aux_bias).out;
+  return {hs, cs, gates, at::cat({stacked, aux.unsqueeze(0)})};
 }
 
 }  // namespace
