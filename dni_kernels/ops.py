@@ -402,10 +402,11 @@ def _register_lstm() -> None:
                 None, None, None, None)  # fmt: skip
 
     for suffix in ("", "_triton"):  # the backward runs on the forward's backend
-        torch.library.register_autograd(f"dni::lstm_dni_window{suffix}", _dni_backward_of(suffix),
+        backward = _dni_backward_of(suffix)
+        torch.library.register_autograd(f"dni::lstm_dni_window{suffix}", backward,
                                         setup_context=_dni_setup)  # fmt: skip
         _register_direct(getattr(torch.ops.dni, f"lstm_dni_window{suffix}").default, _dni_setup,
-                         _dni_backward_of(suffix))  # fmt: skip
+                         backward)  # fmt: skip
 
 
 try:
