@@ -46,7 +46,8 @@ run_phase() {
             --junitxml="$OUT/junit.xml" \
             python_tests/test_cuda_kernels.py python_tests/test_lstm_cuda.py \
             python_tests/test_linear_step_triton.py python_tests/test_sg_update_triton.py \
-            python_tests/test_lstm_triton.py python_tests/test_extension.py 2>&1 | tee "$OUT/test.log" | tail -60
+            python_tests/test_lstm_triton.py python_tests/test_nn_cuda.py \
+            python_tests/test_extension.py 2>&1 | tee "$OUT/test.log" | tail -60
         ;;
     sanitize)
         for tool in memcheck racecheck; do
