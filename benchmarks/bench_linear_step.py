@@ -10,7 +10,6 @@ single-launch and the multi-launch (tiled GEMM) path forced.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -18,7 +17,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import bench_main, environment, print_table, sgemm_column, time_columns  # noqa: E402
+from common import bench_main, env_var, environment, print_table, sgemm_column, time_columns  # noqa: E402
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -45,19 +44,6 @@ def make_inputs(batch, width, device, dtype=torch.float32):
         sg_weight=r(width, width, scale=width**-0.5),
         sg_bias=r(width, scale=0.1),
     )
-
-
-@contextlib.contextmanager
-def env_var(name, value):
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = old
 
 
 def columns(device: torch.device) -> dict:

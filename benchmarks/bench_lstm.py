@@ -10,6 +10,15 @@
     nn_lstm   torch.nn.LSTM fwd + bwd alone (oneDNN on CPU, cuDNN on a GPU), no SG; it
               computes grad_x whether x requires grad or not
 
+On a GPU also:
+    window_fused_steps / window_cublas_steps   `window` with each step's recurrent GEMM
+              forced inside the step kernel / to cuBLAS (DNI_CUDA_LSTM_STEP); `window`
+              and `fused` take the op's own choice
+    triton    `fused` on the Triton kernels
+    nn_lstm_fp32   nn_lstm with cuDNN's TF32 off. PyTorch lets cuDNN use TF32 tensor
+              cores by default (torch.backends.cudnn.allow_tf32), so `nn_lstm` computes
+              its float32 products with 10-bit mantissas; our kernels do not.
+
 plus a 2048² sgemm for the roofline: the window's LSTM GEMM FLOPs (six products; five
 for fused_no_grad_x; the SG's extra work not counted) ÷ sgemm rate ÷ time.
 
@@ -27,7 +36,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import bench_main, environment, print_table, sgemm_column, time_columns  # noqa: E402
+from common import bench_main, env_var, environment, print_table, sgemm_column, time_columns  # noqa: E402
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -61,13 +70,14 @@ def columns(t: dict) -> dict:
 
     x_leaf = t["x"].clone().requires_grad_()
 
-    def fused_with(x):
+    def fused_with(x, backend=None):
         def fused():
             for p in (*params.values(), x):
                 p.grad = None
             p = params
             hs, _, _ = ops.lstm_dni_window(x, t["h0"], t["c0"], p["w_ih"], p["w_hh"], p["bias"],
-                                           p["sg_weight"], p["sg_bias"], sg_scale=0.1)  # fmt: skip
+                                           p["sg_weight"], p["sg_bias"], sg_scale=0.1,
+                                           backend=backend)  # fmt: skip
             hs.backward(t["grad_hs"])
 
         return fused
@@ -88,8 +98,25 @@ def columns(t: dict) -> dict:
         out, _ = lstm(t["x"], state)
         out.backward(t["grad_hs"])
 
-    return {"fused": fused_with(x_leaf), "fused_no_grad_x": fused_with(t["x"]), "window": window,
+    cols = {"fused": fused_with(x_leaf), "fused_no_grad_x": fused_with(t["x"]), "window": window,
             "eager": eager, "nn_lstm": nn_lstm}  # fmt: skip
+    if not t["x"].is_cuda:
+        return cols
+
+    def window_with(step_gemm):
+        def run():
+            with env_var("DNI_CUDA_LSTM_STEP", step_gemm):
+                window()
+
+        return run
+
+    def nn_lstm_fp32():
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            nn_lstm()
+
+    return {**cols, "window_fused_steps": window_with("fused"),
+            "window_cublas_steps": window_with("cublas"), "triton": fused_with(x_leaf, "triton"),
+            "nn_lstm_fp32": nn_lstm_fp32}  # fmt: skip
 
 
 def run(device: torch.device, sizes, min_run_time: float) -> dict:
@@ -111,6 +138,9 @@ def run(device: torch.device, sizes, min_run_time: float) -> dict:
         row["fused_no_grad_x/nn_lstm"] = row["fused_no_grad_x_ms"] / row["nn_lstm_ms"]
         row["window/nn_lstm"] = row["window_ms"] / row["nn_lstm_ms"]
         row["fused/eager"] = row["fused_ms"] / row["eager_ms"]
+        if device.type == "cuda":
+            row["fused/nn_lstm_fp32"] = row["fused_ms"] / row["nn_lstm_fp32_ms"]
+            row["triton/nn_lstm"] = row["triton_ms"] / row["nn_lstm_ms"]
         rows.append(row)
         print_table(rows[-1:], list(row))
     print()

@@ -9,6 +9,7 @@ square sgemm measured in the same run ÷ the op's time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -26,6 +27,20 @@ from torch.utils import benchmark as tbench
 inductor_config.compile_threads = 1
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@contextlib.contextmanager
+def env_var(name: str, value: str):
+    """$name = value inside the block (the ops' path switches are read on every call)."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
 
 
 def median_seconds(fn, *, device: torch.device, min_run_time: float = 1.0) -> float:

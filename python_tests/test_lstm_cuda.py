@@ -4,8 +4,9 @@
 * Build check, no GPU needed: a CUDA build registers both ops' CUDA kernels and links
   both step kernels' device code. With DNI_REQUIRE_CUDA_BUILD=1 (CI) a build without
   them fails here instead of skipping.
-* GPU tests (skipped without a GPU): forward and every combination of backward
-  gradients vs the reference (float32 with the tolerance table, float16/bfloat16 with
+* GPU tests (skipped without a GPU), for both places of the per-step recurrent GEMM
+  (DNI_CUDA_LSTM_STEP=fused: in the step kernel; cublas: cuBLAS, then the gate
+  kernel): forward and every combination of backward gradients vs the reference (float32 with the tolerance table, float16/bfloat16 with
   the "2x PyTorch's own error" rule), odd and strided shapes, a long window, autograd
   through the bootstrapped window, opcheck, torch.compile(fullgraph=True), float64
   refused.
@@ -27,6 +28,13 @@ GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 OPS = ("lstm_window_forward", "lstm_window_backward")
 
 
+@pytest.fixture(params=["fused", "cublas"])
+def step_gemm(request, monkeypatch):
+    """Where each step's recurrent GEMM runs (read by the ops on every call)."""
+    monkeypatch.setenv("DNI_CUDA_LSTM_STEP", request.param)
+    return request.param
+
+
 def test_cuda_lstm_kernels_registered():
     assert_cuda_kernels_built(OPS, (b"lstm_forward_step_kernel", b"lstm_backward_step_kernel"))
 
@@ -35,18 +43,18 @@ def test_cuda_lstm_kernels_registered():
 @pytest.mark.parametrize("bias,noncontig", [(True, False), (False, True)])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES + GPU_SHAPES + [(64, 3, 8, 24)])
-def test_window_matches_reference(shape, dtype, bias, noncontig):
+def test_window_matches_reference(shape, dtype, bias, noncontig, step_gemm):
     check_window(shape, dtype, "cuda", "cuda", bias, noncontig)
 
 
 @GPU
-def test_empty_batch():
+def test_empty_batch(step_gemm):
     check_window((2, 0, 3, 5), torch.float32, "cuda", "cuda", True, False)
 
 
 @GPU
 @pytest.mark.parametrize("reads_cell,aux", [(False, False), (True, True)])
-def test_dni_window_autograd_on_gpu(reads_cell, aux):
+def test_dni_window_autograd_on_gpu(reads_cell, aux, step_gemm):
     """The bootstrapped window (a C++ composite that calls the window ops through the
     dispatcher) runs on the CUDA kernels, with the reference's gradients."""
     w, heads = _dni_inputs((6, 5, 7, 19), torch.float32, reads_cell, aux)
@@ -91,3 +99,15 @@ def test_float64_refused():
     w = window_inputs((2, 2, 3, 4), torch.float64, "cuda")
     with pytest.raises(RuntimeError, match="on CUDA takes float32, float16 or bfloat16"):
         ops.lstm_window_forward(*w)
+
+
+@GPU
+def test_unknown_step_gemm_refused(monkeypatch):
+    w = window_inputs((2, 2, 3, 4), torch.float32, "cuda")
+    hs, cs, gates = ops.lstm_window_forward(*w)
+    monkeypatch.setenv("DNI_CUDA_LSTM_STEP", "tensor_cores")
+    with pytest.raises(RuntimeError, match="DNI_CUDA_LSTM_STEP must be auto, fused or cublas"):
+        ops.lstm_window_forward(*w)
+    g = torch.randn(2, 2, 4, device="cuda")
+    with pytest.raises(RuntimeError, match="DNI_CUDA_LSTM_STEP"):
+        torch.ops.dni.lstm_window_backward(g, None, None, None, *w[:5], hs, cs, gates)

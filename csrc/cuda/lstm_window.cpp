@@ -1,6 +1,14 @@
 // The CUDA LSTM window ops (dni_kernels/reference.py, LSTM section): checks,
 // allocation and the window-wide GEMMs (cuBLAS, through ATen) here; the sequential
 // per-step kernels (recurrent GEMM + fused gate math) in lstm_window_kernels.cu.
+//
+// Where each step's recurrent GEMM runs ($DNI_CUDA_LSTM_STEP, read on every call;
+// default "auto"):
+//   fused   inside the step kernel (one launch per step)
+//   cublas  cuBLAS, then the step kernel's gate math (two launches per step)
+//   auto    cublas from kCublasStepMinMacs multiply-adds per step's product, else fused.
+// On an H100 (float32) the fused form ran a window at T = 40, B = 256, H = 1024 at
+// 0.31 of the sgemm rate, its tiled FMA loop being the bottleneck at large H.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/empty_like.h>
@@ -9,6 +17,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <string>
 #include <tuple>
 
 #include "dni/lstm_checks.h"
@@ -22,6 +32,46 @@ namespace {
 // An optional [B, H] operand (absent: data == nullptr).
 Strided strided_or_null(const OptTensor& t) { return t.has_value() ? strided(*t) : Strided{}; }
 
+constexpr int64_t kCublasStepMinMacs = int64_t{1} << 27;  // B = 32, H = 1024
+
+LstmStepGemm choose_step_gemm(int64_t batch, int64_t hidden) {
+  const char* env = std::getenv("DNI_CUDA_LSTM_STEP");
+  const std::string mode = env != nullptr ? env : "auto";
+  TORCH_CHECK(mode == "auto" || mode == "fused" || mode == "cublas",
+              "dni: DNI_CUDA_LSTM_STEP must be auto, fused or cublas, got '", mode, "'");
+  if (mode == "auto") {
+    return batch * 4 * hidden * hidden >= kCublasStepMinMacs ? LstmStepGemm::kCublas
+                                                             : LstmStepGemm::kInKernel;
+  }
+  return mode == "cublas" ? LstmStepGemm::kCublas : LstmStepGemm::kInKernel;
+}
+
+// out (float32) = a · b, accumulated in float32 and not rounded to a's dtype.
+void mm_float_out(Tensor& out, const Tensor& a, const Tensor& b) {
+  if (a.scalar_type() == at::kFloat) {
+    at::mm_out(out, a, b);
+  } else {
+    at::mm_out(out, a, b, at::kFloat);
+  }
+}
+
+// Step t of a [T, rows, cols] tensor as the kernels' plain parameters. Tensor::select
+// gives the same at about 3 µs of host time per call; with 11 per step, at T = 8,
+// B = 32, H = 256 on an H100 that host time, not the GPU, set the window's time.
+void* step_data(const Tensor& t, int64_t step) {
+  return static_cast<char*>(t.data_ptr()) + step * t.stride(0) * t.element_size();
+}
+
+Strided step_strided(const Tensor& t, int64_t step) {
+  return {step_data(t, step), t.stride(1), t.stride(2)};
+}
+
+// kCublas's float32 product buffer ([rows, cols]); undefined with kInKernel.
+Tensor recurrent_buffer(LstmStepGemm gemm, const Tensor& like, int64_t rows, int64_t cols) {
+  return gemm == LstmStepGemm::kCublas ? at::empty({rows, cols}, like.options().dtype(at::kFloat))
+                                       : Tensor();
+}
+
 std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cuda(const Tensor& x, const Tensor& h0,
                                                             const Tensor& c0,
                                                             const Tensor& w_ih,
@@ -31,6 +81,8 @@ std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cuda(const Tensor& x, con
   check_cuda_dtype(x, "lstm_window_forward");
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t steps = x.size(0), batch = x.size(1), in = x.size(2), hidden = h0.size(1);
+  const LstmStepGemm gemm = choose_step_gemm(batch, hidden);
+  Tensor recurrent = recurrent_buffer(gemm, x, batch, 4 * hidden);  // h_{t−1} W_hhᵀ
   Tensor gates = at::empty({steps, batch, 4 * hidden}, x.options());
   Tensor hs = at::empty({steps, batch, hidden}, x.options());
   Tensor cs = at::empty_like(hs);
@@ -46,15 +98,19 @@ std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cuda(const Tensor& x, con
   with_activation_type(x.scalar_type(), [&](auto type) {
     for (int64_t t = 0; t < steps; ++t) {
       LstmForwardStep p;
+      if (gemm == LstmStepGemm::kCublas) {
+        mm_float_out(recurrent, t == 0 ? h0 : hs.select(0, t - 1), w_hh.t());
+        p.recurrent = recurrent.data_ptr<float>();
+      }
       p.batch = batch;
       p.hidden = hidden;
-      p.h_prev = strided(t == 0 ? h0 : hs.select(0, t - 1));
-      p.c_prev = strided(t == 0 ? c0 : cs.select(0, t - 1));
+      p.h_prev = t == 0 ? strided(h0) : step_strided(hs, t - 1);
+      p.c_prev = t == 0 ? strided(c0) : step_strided(cs, t - 1);
       p.w_hh = strided(w_hh);
-      p.gates = gates.select(0, t).data_ptr();
-      p.c = cs.select(0, t).data_ptr();
-      p.h = hs.select(0, t).data_ptr();
-      launch_lstm_forward_step<decltype(type)>(p, stream);
+      p.gates = step_data(gates, t);
+      p.c = step_data(cs, t);
+      p.h = step_data(hs, t);
+      launch_lstm_forward_step<decltype(type)>(p, gemm, stream);
     }
   });
   return {hs, cs, gates};
@@ -70,7 +126,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
   check_cuda_dtype(x, "lstm_window_backward");
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t steps = x.size(0), batch = x.size(1), hidden = h0.size(1);
+  const LstmStepGemm gemm = choose_step_gemm(batch, hidden);
   Tensor dz = at::empty_like(gates);
+  Tensor dh_next = recurrent_buffer(gemm, x, batch, hidden);  // dz_{t+1} W_hh
   // The ∂L/∂c carry stays float32 across all steps (rounded once, into grad_c0).
   Tensor dc = grad_c_end.has_value()
                   ? grad_c_end->to(at::kFloat, /*non_blocking=*/false, /*copy=*/true,
@@ -83,17 +141,22 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
       p.batch = batch;
       p.hidden = hidden;
       const bool last = t == steps - 1;
-      p.dz_next = last ? nullptr : dz.select(0, t + 1).data_ptr();
+      if (!last && gemm == LstmStepGemm::kCublas) {
+        mm_float_out(dh_next, dz.select(0, t + 1), w_hh);
+        p.dh_next = dh_next.data_ptr<float>();
+      } else if (!last) {
+        p.dz_next = step_data(dz, t + 1);
+      }
       p.w_hh = strided(w_hh);
-      p.c_prev = strided(t == 0 ? c0 : cs.select(0, t - 1));
+      p.c_prev = t == 0 ? strided(c0) : step_strided(cs, t - 1);
       p.grad_h_end = last ? strided_or_null(grad_h_end) : Strided{};
-      p.grad_h = grad_hs.has_value() ? strided(grad_hs->select(0, t)) : Strided{};
-      p.grad_c = grad_cs.has_value() ? strided(grad_cs->select(0, t)) : Strided{};
-      p.gates = gates.select(0, t).data_ptr();
-      p.c = cs.select(0, t).data_ptr();
+      p.grad_h = grad_hs.has_value() ? step_strided(*grad_hs, t) : Strided{};
+      p.grad_c = grad_cs.has_value() ? step_strided(*grad_cs, t) : Strided{};
+      p.gates = step_data(gates, t);
+      p.c = step_data(cs, t);
       p.dc = dc.data_ptr<float>();
-      p.dz = dz.select(0, t).data_ptr();
-      launch_lstm_backward_step<decltype(type)>(p, stream);
+      p.dz = step_data(dz, t);
+      launch_lstm_backward_step<decltype(type)>(p, gemm, stream);
     }
   });
   auto [grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_bias] =

@@ -1,8 +1,16 @@
 // CUDA kernels of the LSTM window ops (host side: lstm_window.cpp). One launch per
-// time step: the recurrent GEMM as a shared-memory-tiled FMA loop (float32
-// accumulation, no tensor cores) with the gate math of csrc/include/dni/lstm_math.h
-// (the functions the CPU kernels run) fused into its epilogue, so the pre-activations
-// never go back to memory. The window-wide GEMMs are cuBLAS calls on the host side.
+// time step, in one of two forms (LstmStepGemm, chosen by the host per window):
+//   kInKernel  the recurrent GEMM as a shared-memory-tiled FMA loop (float32
+//              accumulation, no tensor cores) with the gate math of
+//              csrc/include/dni/lstm_math.h (the functions the CPU kernels run) fused
+//              into its epilogue, so the pre-activations never go back to memory. One
+//              launch per step: best where a step's GEMM is small and launches dominate.
+//   kCublas    the host runs the recurrent GEMM through cuBLAS first, into a float32
+//              buffer (so half-precision pre-activations are rounded no more often than
+//              in kInKernel), and the same kernels, compiled without their GEMM loop,
+//              apply the gate math: two launches per step, but the GEMM at cuBLAS's
+//              rate, which the FMA loop reaches only a fraction of at large hidden sizes.
+// The window-wide GEMMs are cuBLAS calls on the host side either way.
 //
 // Per-step launches, not a persistent multi-step kernel: every block of step t+1 reads
 // all of h_t, so a persistent kernel needs a grid-wide barrier per step (cooperative
@@ -23,8 +31,9 @@ constexpr int kTile = 16;  // rows, units and k-step of a block
 constexpr int kThreads = kTile * kTile;
 
 // z_t = gates_t (x_t W_ihᵀ + b) + h_{t−1} W_hhᵀ for the four gate blocks of the block's
-// units (four accumulators share each staged h tile), then c_t, h_t.
-template <typename T>
+// units (four accumulators share each staged h tile), then c_t, h_t. Without kGemm,
+// the accumulators start from p.recurrent (cuBLAS's h_{t−1} W_hhᵀ) instead.
+template <typename T, bool kGemm>
 __global__ void __launch_bounds__(kThreads) lstm_forward_step_kernel(LstmForwardStep p) {
   __shared__ float h_s[kTile][kTile + 1];     // [row][k]
   __shared__ float w_s[4][kTile][kTile + 1];  // [gate][unit][k]
@@ -34,7 +43,13 @@ __global__ void __launch_bounds__(kThreads) lstm_forward_step_kernel(LstmForward
   const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kTile;
   const int64_t b = b0 + ty, j = j0 + tx;
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  for (int64_t k0 = 0; k0 < H; k0 += kTile) {
+  if constexpr (!kGemm) {
+    if (b < p.batch && j < H) {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[q] = p.recurrent[b * 4 * H + q * H + j];
+    }
+  }
+  for (int64_t k0 = 0; kGemm && k0 < H; k0 += kTile) {
     const int64_t k = k0 + tx;
     h_s[ty][tx] = (b < p.batch && k < H) ? load<T>(p.h_prev, b, k) : 0.f;
     // Unit j0 + ty of gate q is row q·H + j0 + ty of W_hh.
@@ -66,8 +81,9 @@ __global__ void __launch_bounds__(kThreads) lstm_forward_step_kernel(LstmForward
 }
 
 // dh_t[b, j] = Σ_k dz_{t+1}[b, k] W_hh[k, j] over K = 4H (skipped at the last step),
-// then the gate backward for (b, j). kGradH/kGradC: in-window gradients present.
-template <typename T, bool kGradH, bool kGradC>
+// then the gate backward for (b, j). Without kGemm, dh_t is read from p.dh_next
+// (cuBLAS's product) instead. kGradH/kGradC: in-window gradients present.
+template <typename T, bool kGemm, bool kGradH, bool kGradC>
 __global__ void __launch_bounds__(kThreads) lstm_backward_step_kernel(LstmBackwardStep p) {
   __shared__ float a_s[kTile][kTile + 1];  // [row][k] of dz_{t+1}
   __shared__ float w_s[kTile][kTile + 1];  // [k][unit] of W_hh
@@ -78,19 +94,27 @@ __global__ void __launch_bounds__(kThreads) lstm_backward_step_kernel(LstmBackwa
   const int64_t b = b0 + ty, j = j0 + tx;
   const T* dz_next = static_cast<const T*>(p.dz_next);
   float dh = 0.f;
-  if (dz_next != nullptr) {  // uniform across the grid: no divergence
-    for (int64_t k0 = 0; k0 < K; k0 += kTile) {
-      a_s[ty][tx] = (b < p.batch && k0 + tx < K) ? to_float(dz_next[b * K + k0 + tx]) : 0.f;
-      w_s[ty][tx] = (k0 + ty < K && j < H) ? load<T>(p.w_hh, k0 + ty, j) : 0.f;
-      __syncthreads();
+  if constexpr (kGemm) {
+    if (dz_next != nullptr) {  // uniform across the grid: no divergence
+      for (int64_t k0 = 0; k0 < K; k0 += kTile) {
+        a_s[ty][tx] = (b < p.batch && k0 + tx < K) ? to_float(dz_next[b * K + k0 + tx]) : 0.f;
+        w_s[ty][tx] = (k0 + ty < K && j < H) ? load<T>(p.w_hh, k0 + ty, j) : 0.f;
+        __syncthreads();
 #pragma unroll
-      for (int kk = 0; kk < kTile; ++kk) dh = fmaf(a_s[ty][kk], w_s[kk][tx], dh);
-      __syncthreads();
+        for (int kk = 0; kk < kTile; ++kk) dh = fmaf(a_s[ty][kk], w_s[kk][tx], dh);
+        __syncthreads();
+      }
     }
-  } else if (p.grad_h_end.data != nullptr && b < p.batch && j < H) {
-    dh = load<T>(p.grad_h_end, b, j);
   }
   if (b >= p.batch || j >= H) return;
+  if constexpr (!kGemm) {
+    if (p.dh_next != nullptr) dh = p.dh_next[b * H + j];
+  }
+  // The window's last step (the host passes neither dz_next nor dh_next there): the
+  // boundary gradient.
+  if (dz_next == nullptr && p.dh_next == nullptr && p.grad_h_end.data != nullptr) {
+    dh = load<T>(p.grad_h_end, b, j);
+  }
   if constexpr (kGradH) dh += load<T>(p.grad_h, b, j);
   float dc = p.dc[b * H + j];
   if constexpr (kGradC) dc += load<T>(p.grad_c, b, j);
@@ -114,27 +138,35 @@ dim3 step_grid(int64_t batch, int64_t hidden) {
 }  // namespace
 
 template <typename T>
-void launch_lstm_forward_step(const LstmForwardStep& p, cudaStream_t stream) {
+void launch_lstm_forward_step(const LstmForwardStep& p, LstmStepGemm gemm,
+                              cudaStream_t stream) {
   if (p.batch == 0 || p.hidden == 0) return;  // an empty grid is not a valid launch
-  lstm_forward_step_kernel<T><<<step_grid(p.batch, p.hidden), kThreads, 0, stream>>>(p);
+  DNI_BOOL_SWITCH(gemm == LstmStepGemm::kInKernel, kGemm, [&] {
+    lstm_forward_step_kernel<T, kGemm><<<step_grid(p.batch, p.hidden), kThreads, 0, stream>>>(p);
+  });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 template <typename T>
-void launch_lstm_backward_step(const LstmBackwardStep& p, cudaStream_t stream) {
+void launch_lstm_backward_step(const LstmBackwardStep& p, LstmStepGemm gemm,
+                               cudaStream_t stream) {
   if (p.batch == 0 || p.hidden == 0) return;
-  DNI_BOOL_SWITCH(p.grad_h.data != nullptr, kGradH, [&] {
-    DNI_BOOL_SWITCH(p.grad_c.data != nullptr, kGradC, [&] {
-      lstm_backward_step_kernel<T, kGradH, kGradC>
-          <<<step_grid(p.batch, p.hidden), kThreads, 0, stream>>>(p);
+  DNI_BOOL_SWITCH(gemm == LstmStepGemm::kInKernel, kGemm, [&] {
+    DNI_BOOL_SWITCH(p.grad_h.data != nullptr, kGradH, [&] {
+      DNI_BOOL_SWITCH(p.grad_c.data != nullptr, kGradC, [&] {
+        lstm_backward_step_kernel<T, kGemm, kGradH, kGradC>
+            <<<step_grid(p.batch, p.hidden), kThreads, 0, stream>>>(p);
+      });
     });
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-#define DNI_INSTANTIATE_LSTM_LAUNCHERS(T)                                           \
-  template void launch_lstm_forward_step<T>(const LstmForwardStep&, cudaStream_t); \
-  template void launch_lstm_backward_step<T>(const LstmBackwardStep&, cudaStream_t);
+#define DNI_INSTANTIATE_LSTM_LAUNCHERS(T)                                                \
+  template void launch_lstm_forward_step<T>(const LstmForwardStep&, LstmStepGemm,       \
+                                            cudaStream_t);                              \
+  template void launch_lstm_backward_step<T>(const LstmBackwardStep&, LstmStepGemm,     \
+                                             cudaStream_t);
 DNI_INSTANTIATE_LSTM_LAUNCHERS(float)
 DNI_INSTANTIATE_LSTM_LAUNCHERS(c10::Half)
 DNI_INSTANTIATE_LSTM_LAUNCHERS(c10::BFloat16)
