@@ -7,8 +7,11 @@
 //   fused   inside the step kernel (one launch per step)
 //   cublas  cuBLAS, then the step kernel's gate math (two launches per step)
 //   auto    cublas from kCublasStepMinMacs multiply-adds per step's product, else fused.
-// On an H100 (float32) the fused form ran a window at T = 40, B = 256, H = 1024 at
-// 0.31 of the sgemm rate, its tiled FMA loop being the bottleneck at large H.
+// Measured on an H100 (float32, window forward + backward, benchmarks/bench_lstm.py):
+// at H = 1024 cuBLAS won at every size (T = 40, B = 256: 12.2 against 32.4 ms, 0.84
+// against 0.31 of the sgemm roofline; T = 8, B = 32: 1.12 against 1.56 ms); at H = 256
+// the fused form won at T = 8 (B = 32: 0.57 against 0.75 ms) and was mixed at T = 40,
+// B = 256 (2.94 against 3.12 ms in one run, 2.90 against 2.32 in another).
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/empty_like.h>
