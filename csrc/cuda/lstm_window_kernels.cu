@@ -43,12 +43,6 @@ __global__ void __launch_bounds__(kThreads) lstm_forward_step_kernel(LstmForward
   const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kTile;
   const int64_t b = b0 + ty, j = j0 + tx;
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  if constexpr (!kGemm) {
-    if (b < p.batch && j < H) {
-#pragma unroll
-      for (int q = 0; q < 4; ++q) acc[q] = p.recurrent[b * 4 * H + q * H + j];
-    }
-  }
   for (int64_t k0 = 0; kGemm && k0 < H; k0 += kTile) {
     const int64_t k = k0 + tx;
     h_s[ty][tx] = (b < p.batch && k < H) ? load<T>(p.h_prev, b, k) : 0.f;
@@ -67,6 +61,10 @@ __global__ void __launch_bounds__(kThreads) lstm_forward_step_kernel(LstmForward
     __syncthreads();
   }
   if (b >= p.batch || j >= H) return;
+  if constexpr (!kGemm) {
+#pragma unroll
+    for (int q = 0; q < 4; ++q) acc[q] = p.recurrent[b * 4 * H + q * H + j];
+  }
   T* z = static_cast<T*>(p.gates) + b * 4 * H + j;
   LstmGates<float> a;
   float c, h;
