@@ -7,6 +7,8 @@
     window    dni::lstm_window_forward fwd + bwd, x requiring grad: the window alone, no
               SG work (fused − window is the SG work's cost, within the run's noise)
     eager     the same as `fused` in plain PyTorch (reference.lstm_dni_window)
+    compile   torch.compile of that reference (the T steps unrolled; compiling takes
+              25–115 s per window length and shape class on 2 CPU cores, before timing)
     nn_lstm   torch.nn.LSTM fwd + bwd alone (oneDNN on CPU, cuDNN on a GPU), no SG; it
               computes grad_x whether x requires grad or not
 
@@ -41,6 +43,9 @@ from common import bench_main, env_var, environment, print_table, sgemm_column, 
 from dni_kernels import ops, reference  # noqa: E402
 
 SIZES = list(itertools.product([8, 40], [32, 256], [256, 1024]))  # (T, B, H), input size = H
+# One compiled function for all sizes, so that dynamo's automatic dynamic shapes reuse
+# graphs across batch and hidden sizes instead of compiling each size from scratch.
+compiled_reference = torch.compile(reference.lstm_dni_window)
 
 
 def gemm_flops(steps: int, batch: int, inp: int, hidden: int, grad_x: bool = True) -> int:
@@ -89,9 +94,12 @@ def columns(t: dict) -> dict:
                                            params["w_hh"], params["bias"])  # fmt: skip
         hs.backward(t["grad_hs"])
 
-    def eager():
-        reference.lstm_dni_window(t["x"], t["h0"], t["c0"], t["w_ih"], t["w_hh"], t["bias"],
-                                  t["sg_weight"], t["sg_bias"], grad_hs=t["grad_hs"], sg_scale=0.1)  # fmt: skip
+    def reference_with(fn):
+        def run():
+            fn(t["x"], t["h0"], t["c0"], t["w_ih"], t["w_hh"], t["bias"], t["sg_weight"],
+               t["sg_bias"], grad_hs=t["grad_hs"], sg_scale=0.1)  # fmt: skip
+
+        return run
 
     def nn_lstm():
         lstm.zero_grad(set_to_none=True)
@@ -99,7 +107,8 @@ def columns(t: dict) -> dict:
         out.backward(t["grad_hs"])
 
     cols = {"fused": fused_with(x_leaf), "fused_no_grad_x": fused_with(t["x"]), "window": window,
-            "eager": eager, "nn_lstm": nn_lstm}  # fmt: skip
+            "eager": reference_with(reference.lstm_dni_window),
+            "compile": reference_with(compiled_reference), "nn_lstm": nn_lstm}  # fmt: skip
     if not t["x"].is_cuda:
         return cols
 
@@ -138,6 +147,7 @@ def run(device: torch.device, sizes, min_run_time: float) -> dict:
         row["fused_no_grad_x/nn_lstm"] = row["fused_no_grad_x_ms"] / row["nn_lstm_ms"]
         row["window/nn_lstm"] = row["window_ms"] / row["nn_lstm_ms"]
         row["fused/eager"] = row["fused_ms"] / row["eager_ms"]
+        row["fused/compile"] = row["fused_ms"] / row["compile_ms"]
         if device.type == "cuda":
             row["fused/nn_lstm_fp32"] = row["fused_ms"] / row["nn_lstm_fp32_ms"]
             row["triton/nn_lstm"] = row["triton_ms"] / row["nn_lstm_ms"]
