@@ -2,23 +2,12 @@
 the ordering the paper reports, with margins that hold across seeds."""
 
 import pytest
-import torch
 
 pytest.importorskip("sklearn")
 
 from dni_kernels.experiments import METHODS, Recipe, train  # noqa: E402
 
 SEEDS = (0, 1)
-
-
-@pytest.fixture
-def one_thread():
-    """Batches of 64 × 256 are faster on one thread, and a second thread only
-    contends on a shared machine; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_dni_and_cdni_beat_no_bprop_and_approach_backprop(one_thread):
