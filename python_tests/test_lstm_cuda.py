@@ -6,10 +6,11 @@
   them fails here instead of skipping.
 * GPU tests (skipped without a GPU), for both places of the per-step recurrent GEMM
   (DNI_CUDA_LSTM_STEP=fused: in the step kernel; cublas: cuBLAS, then the gate
-  kernel): forward and every combination of backward gradients vs the reference (float32 with the tolerance table, float16/bfloat16 with
-  the "2x PyTorch's own error" rule), odd and strided shapes, a long window, autograd
-  through the bootstrapped window, opcheck, torch.compile(fullgraph=True), float64
-  refused.
+  kernel): forward and every combination of backward gradients vs the reference
+  (float32 with the tolerance table, float16/bfloat16 with the "2x PyTorch's own
+  error" rule), odd and strided shapes, a long window, autograd through the
+  bootstrapped window, opcheck, torch.compile(fullgraph=True), float64 and an unknown
+  DNI_CUDA_LSTM_STEP refused.
 """
 
 from __future__ import annotations
