@@ -4,8 +4,8 @@ the reference, in one run, plus a 2048² sgemm for the roofline.
     python benchmarks/bench_linear_step.py            # CPU columns (GPU columns too on a GPU)
     python benchmarks/bench_linear_step.py --quick    # smallest size only
 
-On a GPU the fused op has several columns: CUDA C++ and Triton, each with the
-single-launch and the multi-launch (tiled GEMM) path forced.
+On a GPU the fused op has several columns: CUDA C++ (the op's own path choice, and
+the single-launch, multi-launch (tiled GEMM) and cuBLAS paths forced) and Triton.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def columns(device: torch.device) -> dict:
         "cuda": fused("cuda"),
         "cuda_single": fused("cuda", "DNI_CUDA_PATH", "single"),
         "cuda_multi": fused("cuda", "DNI_CUDA_PATH", "multi"),
+        "cuda_cublas": fused("cuda", "DNI_CUDA_PATH", "cublas"),
         "triton": fused("triton"),
         "eager": eager,
         "compile": compiled,

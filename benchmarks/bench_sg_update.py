@@ -5,6 +5,9 @@ torch.compile of the reference, in one run, plus a 2048² sgemm for the roofline
 
 Its one GEMM is the update eᵀh (2·B·F² FLOPs); the rest is the residual, the loss and
 the bias/class-table reductions.
+
+On a GPU, `fused` takes the CUDA op's own choice of product (DNI_CUDA_PATH=auto), and
+`fused_tiled` / `fused_cublas` force its tiled GEMM / cuBLAS.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import bench_main, environment, print_table, sgemm_column, time_columns  # noqa: E402
+from common import bench_main, env_var, environment, print_table, sgemm_column, time_columns  # noqa: E402
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -35,19 +38,30 @@ def make_inputs(batch, feat, device):
             r(feat, scale=0.1), r(CLASSES, feat, scale=0.1), labels)  # fmt: skip
 
 
-def columns():
+def columns(device):
     # A tiny lr keeps the repeatedly updated SG finite; the work is the same for any lr.
     compiled_ref = torch.compile(reference.sg_update)
-    return {
+
+    def fused_with(path):
+        def step(*t):
+            with env_var("DNI_CUDA_PATH", path):
+                return ops.sg_update(*t, lr=1e-6)
+
+        return step
+
+    cols = {
         "fused": lambda *t: ops.sg_update(*t, lr=1e-6),
         "eager": lambda *t: reference.sg_update(*t, lr=1e-6),
         "compile": lambda *t: compiled_ref(*t, lr=1e-6),
     }
+    if device.type == "cuda":
+        cols.update(fused_tiled=fused_with("multi"), fused_cublas=fused_with("cublas"))
+    return cols
 
 
 def run(device, sizes, min_run_time):
     print(f"{device}, {torch.get_num_threads()} threads")
-    cols = columns()
+    cols = columns(device)
     sgemm, sgemm_flops = sgemm_column(device)
     rows = []
     for batch, feat in sizes:

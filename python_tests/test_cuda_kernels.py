@@ -1,10 +1,11 @@
 """The CUDA C++ kernels of linear_step and sg_update (csrc/cuda/) vs reference.py.
 
 * Build check, no GPU needed: a CUDA build registers both ops' CUDA kernels and
-  carries both linear_step paths' device code. With DNI_REQUIRE_CUDA_BUILD=1 (CI sets
+  carries the device code of every linear_step path. With DNI_REQUIRE_CUDA_BUILD=1 (CI sets
   it) a build without the CUDA kernels FAILS here instead of skipping.
-* GPU tests (skipped without a GPU): both linear_step paths, forced per test with
-  DNI_CUDA_PATH=single|multi (read by the op on every call), and sg_update, against
+* GPU tests (skipped without a GPU): the three linear_step paths, forced per test with
+  DNI_CUDA_PATH=single|multi|cublas (read by the op on every call), and sg_update on
+  its two (the tiled GEMM and cuBLAS), against
   the reference on cuda tensors: outputs and every updated tensor, float32 with the
   tolerance table, float16/bfloat16 with the "2x PyTorch's own error" rule, float32
   master weights under half activations, odd shapes, batch 1, strided inputs,
@@ -33,13 +34,15 @@ GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 
 
 def test_cuda_kernels_registered():
-    # Both linear_step paths' device code is linked in.
-    assert_cuda_kernels_built(OPS, (b"linear_step_single_kernel", b"gemm_kernel", b"column_sum_kernel"))
+    # Every linear_step path's device code is linked in (the cuBLAS path's own part is
+    # the elementwise epilogue kernel).
+    assert_cuda_kernels_built(OPS, (b"linear_step_single_kernel", b"gemm_kernel", b"epilogue_kernel",
+                                    b"column_sum_kernel"))  # fmt: skip
 
 
 # --- GPU tests ------------------------------------------------------------------------
 
-PATHS = ["single", "multi"]
+PATHS = ["single", "multi", "cublas"]
 LOW_PRECISION = [torch.float16, torch.bfloat16]
 # (batch, in, out): batch 1, sizes off multiples of 16 and of the GEMM tile, the single
 # path's feature limit (256; any batch is allowed when the path is forced).
@@ -49,6 +52,13 @@ LARGE = (9, 300, 270)  # multi only: the single kernel takes at most 256 feature
 
 @pytest.fixture(params=PATHS)
 def path(request, monkeypatch):
+    monkeypatch.setenv("DNI_CUDA_PATH", request.param)
+    return request.param
+
+
+@pytest.fixture(params=["multi", "cublas"])
+def sg_update_path(request, monkeypatch):
+    """sg_update's two forms of its product (single means the tiled GEMM there too)."""
     monkeypatch.setenv("DNI_CUDA_PATH", request.param)
     return request.param
 
@@ -129,7 +139,7 @@ def _sg_update_cases():
 
 @GPU
 @pytest.mark.parametrize("cfg", list(_sg_update_cases()))
-def test_sg_update_matches_reference(cfg):
+def test_sg_update_matches_reference(cfg, sg_update_path):
     cfg = dict(cfg)
     case = make_sg_update_case(*cfg.pop("shape"), device="cuda", **cfg)
     check(case, ops.sg_update, reference.sg_update, ("loss",))
@@ -209,6 +219,36 @@ def test_torch_compile_fullgraph(path):
     check(case, torch.compile(ops.linear_step, fullgraph=True), reference.linear_step, LINEAR_STEP_OUTPUTS)
     sg_case = make_sg_update_case(6, 8, device="cuda", num_classes=3)
     check(sg_case, torch.compile(ops.sg_update, fullgraph=True), reference.sg_update, ("loss",))
+
+
+def _our_kernels_launched(fn):
+    """Which of our kernels `fn` launched (the profiler's demangled names; cuBLAS's own
+    kernels have other names)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    ours = ("linear_step_single_kernel", "gemm_kernel", "epilogue_kernel")
+    return {k for e in prof.events() for k in ours if f"dni::cuda::{k}" in e.name}
+
+
+@GPU
+@pytest.mark.parametrize("shape,kernel", [((32, 1024, 1024), "epilogue_kernel"),  # 2^25: cuBLAS
+                                          ((256, 256, 256), "gemm_kernel"),  # 2^24: multi
+                                          ((4096, 64, 64), "linear_step_single_kernel")])  # fmt: skip
+def test_auto_path_rule(shape, kernel, monkeypatch):
+    """DNI_CUDA_PATH=auto (params.h): cuBLAS from 2^25 multiply-adds per product, the
+    single kernel for narrow layers with large batches, multi otherwise; each path's
+    result still matches the reference at these sizes."""
+    monkeypatch.setenv("DNI_CUDA_PATH", "auto")
+    case = make_linear_step_case(*shape, device="cuda", num_classes=10, chain=True, chain_classes=3)
+    launched = _our_kernels_launched(
+        lambda: check(case, ops.linear_step, reference.linear_step, LINEAR_STEP_OUTPUTS))
+    assert launched == {kernel}, launched
+    for feat, kernel in ((1024, "epilogue_kernel"), (130, "gemm_kernel")):
+        sg_case = make_sg_update_case(32, feat, device="cuda", num_classes=3)
+        launched = _our_kernels_launched(
+            lambda: check(sg_case, ops.sg_update, reference.sg_update, ("loss",)))
+        assert launched == {kernel}, (feat, launched)
 
 
 # --- refused input: a clear error naming the argument, nothing written ---------------

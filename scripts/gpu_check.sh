@@ -7,8 +7,8 @@
 #   test      every GPU test file (CUDA C++ and compiled Triton) under pytest-xdist
 #   sanitize  compute-sanitizer memcheck + racecheck over a few small CUDA cases
 #   bench     the GPU columns of the linear_step, sg_update and LSTM benchmarks
-#   paths     linear_step's CUDA single- vs multi-launch path over small layers (the
-#             data behind DNI_CUDA_PATH=auto)
+#   paths     linear_step's three CUDA paths (single launch, multi launch, cuBLAS) over
+#             layer sizes around their crossovers (the data behind DNI_CUDA_PATH=auto)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
@@ -72,18 +72,21 @@ from triton.testing import do_bench
 
 from dni_kernels import ops
 
-print("   B  I=O  single_us  multi_us  multi/single")
-for width in (64, 128, 256):
+print("   B   I=O  single_us  multi_us  cublas_us  (microseconds; last: auto, the op's own choice)")
+for width in (64, 128, 256, 512, 1024):
     for batch in (32, 128, 512, 1024, 2048, 4096):
         x = torch.randn(batch, width, device="cuda")
         w, a = torch.randn(width, width, device="cuda") * 0.05, torch.randn(width, width, device="cuda") * 0.01
         b, ab = torch.zeros(width, device="cuda"), torch.zeros(width, device="cuda")
         us = {}
-        for path in ("single", "multi"):
+        for path in ("single", "multi", "cublas", "auto"):
+            if path == "single" and width > 256:
+                continue
             os.environ["DNI_CUDA_PATH"] = path
             fn = lambda: ops.linear_step(x, w, b, a, ab, activation="relu", lr=1e-6)  # noqa: E731
             us[path] = do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e3
-        print(f"{batch:4d} {width:4d} {us['single']:10.1f} {us['multi']:9.1f} {us['multi'] / us['single']:13.2f}")
+        cells = [f"{us[p]:9.1f}" if p in us else f"{'-':>9}" for p in ("single", "multi", "cublas")]
+        print(f"{batch:4d} {width:5d}  " + "  ".join(cells) + f"  auto {us['auto']:.1f}")
 EOF
         ;;
     *) echo "unknown phase $1"; return 2 ;;

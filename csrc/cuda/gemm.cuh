@@ -9,9 +9,14 @@
 // sees each finished (m, n, acc) exactly once, in bounds, and may return a value
 // whose sum over the whole output is added atomically to `epilogue.block_sum_dst`
 // (the SG regression's loss).
+//
+// product() is what the paths call: this GEMM, or (the cuBLAS path) cuBLAS into a
+// float32 scratch followed by the same epilogue as an elementwise kernel.
 #pragma once
 
 #include <c10/cuda/CUDAException.h>
+
+#include <type_traits>
 
 #include "device_utils.cuh"
 
@@ -109,8 +114,53 @@ void launch_gemm(Operand<TA> a, Operand<TB> b, int64_t M, int64_t N, int64_t K,
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// epilogue(m, n, c[m, n]) for every element of a finished product c [M, N] (float32,
+// row-major): the cuBLAS path's second half, with the same per-element contract and
+// block sums as gemm_kernel's epilogue.
+template <typename Epilogue>
+__global__ void __launch_bounds__(kGemmThreads)
+    epilogue_kernel(const float* __restrict__ c, int64_t M, int64_t N, Epilogue epilogue) {
+  float partial = 0.f;
+  const int64_t total = M * N;
+  for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < total;
+       j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    partial += epilogue(j / N, j % N, c[j]);
+  }
+  // Every thread gets here (the loop's bound is uniform), as the block sum requires.
+  if (epilogue.block_sum_dst != nullptr) block_sum_atomic_add(partial, epilogue.block_sum_dst);
+}
+
+template <typename T>
+constexpr ElementType element_type() {
+  if constexpr (std::is_same_v<T, c10::Half>) {
+    return ElementType::kFloat16;
+  } else if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    return ElementType::kBFloat16;
+  } else {
+    static_assert(std::is_same_v<T, float>, "float32, float16 or bfloat16 operands");
+    return ElementType::kFloat32;
+  }
+}
+
+// C = A · B with `epilogue` applied to each element: with a null `cublas_scratch` in
+// one launch of the tiled GEMM above; otherwise C goes to that float32 scratch (at
+// least M·N floats) on cuBLAS, and an elementwise kernel applies the epilogue.
+template <typename TA, typename TB, typename Epilogue>
+void product(float* cublas_scratch, Operand<TA> a, Operand<TB> b, int64_t M, int64_t N,
+             int64_t K, const Epilogue& epilogue, cudaStream_t stream) {
+  if (cublas_scratch == nullptr) return launch_gemm(a, b, M, N, K, epilogue, stream);
+  if (M == 0 || N == 0) return;
+  cublas_product(Matrix{a.data, a.s_r, a.s_c, element_type<TA>()},
+                 Matrix{b.data, b.s_r, b.s_c, element_type<TB>()}, M, N, K, cublas_scratch);
+  const int64_t blocks = ceil_div(M * N, kGemmThreads);
+  epilogue_kernel<<<static_cast<unsigned int>(blocks < 4096 ? blocks : 4096), kGemmThreads, 0,
+                    stream>>>(cublas_scratch, M, N, epilogue);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 // The in-place update epilogue: dst[m, n] ← apply_update(dst, scale · acc, step).
-// With dst the weight this is W ← W − lr·(gᵀx), fused so no [M, N] temporary exists.
+// With dst the weight this is W ← W − lr·(gᵀx); in the tiled GEMM no [M, N] temporary
+// exists (on the cuBLAS path, its scratch is one).
 template <typename P>
 struct UpdateEpilogue {
   P* dst;

@@ -9,6 +9,9 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "dni/checks.h"
 #include "params.h"
 
@@ -30,6 +33,16 @@ inline void check_cuda_dtype(const Tensor& act, const char* op) {
   TORCH_CHECK(dt == at::kFloat || dt == at::kHalf || dt == at::kBFloat16, "dni: ", op,
               " on CUDA takes float32, float16 or bfloat16 activations, got ", dt,
               " (use the CPU kernels or dni_kernels.reference for float64)");
+}
+
+// $DNI_CUDA_PATH (read on every call, default "auto"), checked: auto, single, multi
+// or cublas. linear_step.cpp and sg_update.cpp say what each means for their op.
+inline std::string cuda_path_setting() {
+  const char* env = std::getenv("DNI_CUDA_PATH");
+  const std::string mode = env != nullptr ? env : "auto";
+  TORCH_CHECK(mode == "auto" || mode == "single" || mode == "multi" || mode == "cublas",
+              "dni: DNI_CUDA_PATH must be auto, single, multi or cublas, got '", mode, "'");
+  return mode;
 }
 
 // Half activations with float32 parameters ("master weights")? (checks.cpp allows

@@ -1,21 +1,25 @@
 // linear_step's CUDA kernel registration (dni_kernels/reference.py::linear_step):
-// checks, outputs, workspace, and the choice between the two CUDA paths.
+// checks, outputs, workspace, and the choice between the three CUDA paths.
 //
 // Dispatch rule ($DNI_CUDA_PATH, read on every call; default "auto"):
 //   single  one fused kernel (linear_step_single.cuh); needs in, out <= 256.
 //   multi   tiled GEMMs with fused epilogues (linear_step_multi.cuh); any size.
-//   auto    single when in, out <= 256 and batch >= 2048 (params.h::prefers_single),
-//           else multi. An empty batch always takes multi (no rows, no blocks).
-// The feature limit is set by construction (the single kernel's shared memory). The
+//   cublas  multi's stages with every product on cuBLAS, each epilogue a separate
+//           elementwise kernel; any size.
+//   auto    cublas from 2^25 multiply-adds per product (params.h::prefers_cublas),
+//           else single when in, out <= 256 and batch >= 2048 (prefers_single), else
+//           multi. An empty batch always takes multi (no rows, no blocks).
+// The single path's feature limit is set by construction (its shared memory). The
 // batch rule is measured: on an H100 (float32, relu, width 256) the multi path took
 // 0.11 ms to single's 0.22 ms at batch 32 and 256, and 0.45 ms to 0.38 ms at 4096;
-// `scripts/gpu_check.sh paths` sweeps the range in between.
+// `scripts/gpu_check.sh paths` sweeps the range in between. The tiled GEMM runs at
+// about a third of cuBLAS's float32 rate, which decides large layers (see params.h).
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <cstdlib>
-#include <cstring>
+#include <algorithm>
+#include <string>
 #include <tuple>
 
 #include "dni/checks.h"
@@ -26,11 +30,9 @@ namespace dni::cuda {
 namespace {
 
 Path choose_path(int64_t batch, int64_t in, int64_t out) {
-  const char* env = std::getenv("DNI_CUDA_PATH");
-  const std::string mode = env != nullptr ? env : "auto";
-  TORCH_CHECK(mode == "auto" || mode == "single" || mode == "multi",
-              "dni: DNI_CUDA_PATH must be auto, single or multi, got '", mode, "'");
+  const std::string mode = cuda_path_setting();
   if (batch == 0 || mode == "multi") return Path::kMulti;
+  if (mode == "cublas") return Path::kCublas;
   if (mode == "single") {
     TORCH_CHECK(in <= kSingleMaxFeatures && out <= kSingleMaxFeatures,
                 "dni: DNI_CUDA_PATH=single needs in_features and out_features <= ",
@@ -38,6 +40,7 @@ Path choose_path(int64_t batch, int64_t in, int64_t out) {
                 " (unset it, or set auto or multi)");
     return Path::kSingle;
   }
+  if (prefers_cublas(batch, in, out)) return Path::kCublas;
   return prefers_single(batch, in, out) ? Path::kSingle : Path::kMulti;
 }
 
@@ -102,10 +105,17 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cuda(
   }
   const int64_t classes = p.prev.labels.num_classes;
   auto workspace = allocate_workspace(x, [&](Carver& scratch, Carver& sums) {
-    if (path == Path::kMulti) {
+    if (path != Path::kSingle) {
       p.g = scratch.take(batch * out);
       if (chained) p.prev.e = scratch.take(batch * in);
-    } else {
+    }
+    if (path == Path::kCublas) {
+      // One product's result at a time: z, ĝ_raw [B, O], grad_x [B, I], gᵀx [O, I] and
+      // the chained regression's eᵀh_prev [I, I].
+      p.product_scratch = scratch.take(
+          std::max({batch * out, batch * in, out * in, chained ? in * in : int64_t{0}}));
+      p.prev.product_scratch = p.product_scratch;
+    } else if (path == Path::kSingle) {
       p.weight_sum = sums.take(out * in);
       p.counter = reinterpret_cast<unsigned int*>(sums.take(1));
       if (chained) p.prev.weight_sum = sums.take(in * in);

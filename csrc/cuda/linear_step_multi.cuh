@@ -1,5 +1,7 @@
-// linear_step on CUDA for large layers: one tiled GEMM per product, each with the
-// elementwise work of its stage fused into the epilogue (see gemm.cuh for the GEMM):
+// linear_step on CUDA for large layers: one product per stage, the tiled GEMM with the
+// stage's elementwise work fused into its epilogue (the multi path), or cuBLAS followed
+// by that epilogue as an elementwise kernel (the cuBLAS path, p.product_scratch set;
+// see gemm.cuh::product):
 //
 //   z = x Wᵀ + b,  h = φ(z)                 forward GEMM, bias + activation epilogue
 //   ĝ_raw = h Aᵀ + a + C[y], g = s·ĝ_raw·φ′ SG GEMM, cDNI gather + g epilogue
@@ -9,7 +11,8 @@
 //   b ← b − lr·Σ g                         column sums, then apply
 //   prev SG regression toward grad_x       sg_regression.cuh
 //
-// Ordering is the stream's: grad_x reads W in a launch that precedes the update.
+// Ordering is the stream's: grad_x reads W in a launch that precedes the update, and
+// each epilogue reads the cuBLAS path's scratch before the next product overwrites it.
 // Optional bias / SG bias are null-pointer tests in the epilogues (uniform across
 // the grid, once per output element, off the k-loop); the activation and the cDNI
 // gather are template parameters.
@@ -82,25 +85,26 @@ void run_multi(const LinearStepParams& p, cudaStream_t stream) {
   auto* h = static_cast<T*>(p.h);
 
   // Wᵀ as an [I, O] operand.
-  launch_gemm(x, Operand<P>{weight, 1, in}, batch, out, in,
-              ForwardEpilogue<act, T, P>{static_cast<const P*>(p.bias), h, out}, stream);
+  product(p.product_scratch, x, Operand<P>{weight, 1, in}, batch, out, in,
+          ForwardEpilogue<act, T, P>{static_cast<const P*>(p.bias), h, out}, stream);
   DNI_BOOL_SWITCH(p.labels.data != nullptr, kConditioned, [&] {
     const SgEpilogue<act, T, P, kConditioned> epilogue{
         static_cast<const P*>(p.sg_bias), static_cast<const P*>(p.sg_table), p.labels, h,
         static_cast<T*>(p.sg_raw), p.g, out, p.sg_scale};
-    launch_gemm(Operand<T>{h, out, 1}, Operand<P>{static_cast<const P*>(p.sg_weight), 1, out},
-                batch, out, out, epilogue, stream);
+    product(p.product_scratch, Operand<T>{h, out, 1},
+            Operand<P>{static_cast<const P*>(p.sg_weight), 1, out}, batch, out, out, epilogue,
+            stream);
   });
   if (p.compute_grad_x) {
-    launch_gemm(Operand<float>{p.g, out, 1}, Operand<P>{weight, in, 1}, batch, in, out,
-                GradXEpilogue<T>{static_cast<T*>(p.grad_x), in, p.prev.sg_raw,
-                                 p.chained ? p.prev.e : nullptr,
-                                 p.chained ? p.prev.loss_sum : nullptr},
-                stream);
+    const GradXEpilogue<T> epilogue{static_cast<T*>(p.grad_x), in, p.prev.sg_raw,
+                                    p.chained ? p.prev.e : nullptr,
+                                    p.chained ? p.prev.loss_sum : nullptr};
+    product(p.product_scratch, Operand<float>{p.g, out, 1}, Operand<P>{weight, in, 1}, batch,
+            in, out, epilogue, stream);
   }
   // gᵀ as an [O, B] operand times x [B, I], straight into W (or W.grad).
-  launch_gemm(Operand<float>{p.g, 1, out}, x, out, in, batch,
-              UpdateEpilogue<P>{static_cast<P*>(p.weight_dst), in, 1.f, p.step}, stream);
+  product(p.product_scratch, Operand<float>{p.g, 1, out}, x, out, in, batch,
+          UpdateEpilogue<P>{static_cast<P*>(p.weight_dst), in, 1.f, p.step}, stream);
   reduce_and_apply(p.g, batch, out, Labels{}, p.bias_sum, static_cast<P*>(p.bias_dst), 1.f,
                    p.step, stream);
   if (p.chained) regression_updates<T, P>(p.prev, stream);

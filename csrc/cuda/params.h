@@ -19,6 +19,24 @@ struct Strided {
   int64_t col_stride = 0;
 };
 
+// The element type of a matrix handed to cublas_product.
+enum class ElementType { kFloat32, kFloat16, kBFloat16 };
+
+// A [rows, cols] matrix for cublas_product: element (r, c) at data[r·s_r + c·s_c].
+struct Matrix {
+  const void* data = nullptr;
+  int64_t s_r = 0, s_c = 0;
+  ElementType type = ElementType::kFloat32;
+};
+
+// out [m, n] (float32, row-major, contiguous) = a [m, k] · b [k, n], in float32 on
+// cuBLAS (through ATen's matmul: the current stream, ATen's handle, its TF32 setting),
+// operands of another type or with no unit stride copied first. Host code, defined in
+// cublas_product.cpp (compiled by the host compiler, so these .cu files stay free of
+// ATen headers); the kernels' launchers call it between their own launches.
+void cublas_product(const Matrix& a, const Matrix& b, int64_t m, int64_t n, int64_t k,
+                    float* out);
+
 // cDNI labels indexing the rows of a class table; `data == nullptr` means no table.
 struct Labels {
   const int64_t* data = nullptr;
@@ -47,6 +65,9 @@ struct SgRegressionParams {
   float* bias_sum = nullptr;
   float* table_sum = nullptr;
   float* weight_sum = nullptr;
+  // Non-null: the update product eᵀh runs on cuBLAS into this float32 [F, F] scratch,
+  // then its epilogue as a separate kernel (gemm.cuh::product); null: the tiled GEMM.
+  float* product_scratch = nullptr;
 };
 
 // One decoupled layer step (reference.py::linear_step). Outputs h, sg_raw [B, O] and
@@ -71,15 +92,21 @@ struct LinearStepParams {
   bool compute_grad_x = true;
   bool chained = false;
   SgRegressionParams prev;  // the lower layer's SG, regressed toward grad_x
-  // float32 workspace: g [B, O] (multi path scratch); zeroed sums weight_sum [O, I],
+  // float32 workspace: g [B, O] (multi and cuBLAS paths); zeroed sums weight_sum [O, I],
   // bias_sum [O] and the last-block counter (single path; multi uses bias_sum only).
   float* g = nullptr;
   float* weight_sum = nullptr;
   float* bias_sum = nullptr;
   unsigned int* counter = nullptr;
+  // The cuBLAS path's float32 scratch for one product's result at a time (the largest
+  // of B·O, B·I, O·I); null on the other paths.
+  float* product_scratch = nullptr;
 };
 
-enum class Path { kSingle, kMulti };
+// kSingle: one fused kernel. kMulti: a tiled GEMM per product with the stage's
+// elementwise work in its epilogue. kCublas: kMulti's stages with each product on
+// cuBLAS and its epilogue as a separate elementwise kernel.
+enum class Path { kSingle, kMulti, kCublas };
 
 // Which path a layer takes under DNI_CUDA_PATH=auto (see linear_step.cpp for the
 // measurements); linear_step_single.cuh says why the single kernel's layers are limited
@@ -88,6 +115,18 @@ constexpr int64_t kSingleMaxFeatures = 256;
 constexpr int64_t kSingleMinBatch = 2048;
 inline bool prefers_single(int64_t batch, int64_t in, int64_t out) {
   return in <= kSingleMaxFeatures && out <= kSingleMaxFeatures && batch >= kSingleMinBatch;
+}
+
+// Products of at least 2^25 multiply-adds (batch · in · out) go to cuBLAS under
+// DNI_CUDA_PATH=auto, for linear_step and sg_update alike. Taken from the H100 runs of
+// bench_linear_step, where eager PyTorch (cuBLAS plus separate elementwise kernels, the
+// cuBLAS path's structure) beat the tiled GEMM from there on (B = 32, I = O = 1024:
+// 0.18 against 0.35 ms; B = 4096, I = O = 256: 0.21 against 0.38 ms) and lost below it
+// (B = 256, I = O = 256: 0.35 against 0.12 ms). The cuBLAS path itself is not yet
+// measured on a GPU.
+constexpr int64_t kCublasMinWork = int64_t{1} << 25;
+inline bool prefers_cublas(int64_t batch, int64_t in, int64_t out) {
+  return batch * in * out >= kCublasMinWork;
 }
 
 // T: the activation dtype (float, c10::Half, c10::BFloat16); `params_fp32` selects

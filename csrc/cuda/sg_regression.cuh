@@ -3,7 +3,8 @@
 //
 //   e = sg_raw − target, loss = Σe²/B      residual_kernel (or linear_step's grad_x
 //                                          GEMM epilogue, which produces the target)
-//   A ← A − lr·(2/B)·eᵀh                   GEMM with the update in its epilogue
+//   A ← A − lr·(2/B)·eᵀh                   GEMM with the update in its epilogue (or
+//                                          cuBLAS, then that epilogue: product_scratch)
 //   a, C[y] ← likewise                     column sums, then apply
 #pragma once
 
@@ -20,8 +21,8 @@ void regression_updates(const SgRegressionParams& p, cudaStream_t stream) {
   // eᵀ as an [F, B] operand; h as [B, F] with its own strides.
   const Operand<float> e_t{p.e, 1, feat};
   const Operand<T> h{static_cast<const T*>(p.h.data), p.h.row_stride, p.h.col_stride};
-  launch_gemm(e_t, h, feat, feat, batch,
-              UpdateEpilogue<P>{static_cast<P*>(p.weight_dst), feat, scale, p.step}, stream);
+  product(p.product_scratch, e_t, h, feat, feat, batch,
+          UpdateEpilogue<P>{static_cast<P*>(p.weight_dst), feat, scale, p.step}, stream);
   reduce_and_apply(p.e, batch, feat, Labels{}, p.bias_sum, static_cast<P*>(p.bias_dst),
                    scale, p.step, stream);
   reduce_and_apply(p.e, batch, feat, p.labels, p.table_sum, static_cast<P*>(p.table_dst),

@@ -1,10 +1,14 @@
 // sg_update's CUDA kernel registration (dni_kernels/reference.py::sg_update): the
-// multi-launch SG regression of sg_regression.cuh (residual, eᵀh GEMM with the update
-// in its epilogue, column sums). A standalone regression has no forward pass to fuse
-// with, so there is no single-launch variant; DNI_CUDA_PATH does not apply.
+// multi-launch SG regression of sg_regression.cuh (residual, eᵀh product with the
+// update in its epilogue, column sums). A standalone regression has no forward pass to
+// fuse with, so there is no single-launch variant. The product is the tiled GEMM, or
+// cuBLAS with DNI_CUDA_PATH=cublas, and under auto (the default) from 2^25
+// multiply-adds (B·F·F, params.h::prefers_cublas); single and multi mean the tiled GEMM.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
+
+#include <string>
 
 #include "dni/checks.h"
 #include "host.h"
@@ -12,6 +16,12 @@
 
 namespace dni::cuda {
 namespace {
+
+bool use_cublas(int64_t batch, int64_t feat) {
+  const std::string mode = cuda_path_setting();
+  if (batch == 0) return false;  // eᵀh has K = 0: the tiled GEMM adds zeros
+  return mode == "cublas" || (mode == "auto" && prefers_cublas(batch, feat, feat));
+}
 
 Tensor sg_update_cuda(const Tensor& h, const Tensor& sg_raw, const Tensor& target,
                       const OptTensor& labels, Tensor& sg_weight, const OptTensor& sg_bias,
@@ -32,8 +42,10 @@ Tensor sg_update_cuda(const Tensor& h, const Tensor& sg_raw, const Tensor& targe
   p.target = strided(target);
   p.loss = loss.data_ptr();
   const int64_t batch = p.batch, feat = p.feat, classes = p.labels.num_classes;
+  const bool cublas = use_cublas(batch, feat);
   auto workspace = allocate_workspace(h, [&](Carver& scratch, Carver& sums) {
     p.e = scratch.take(batch * feat);
+    if (cublas) p.product_scratch = scratch.take(feat * feat);
     p.loss_sum = sums.take(1);
     p.bias_sum = sums.take(feat);
     p.table_sum = sums.take(classes * feat);
