@@ -16,7 +16,9 @@ On a GPU also:
     window_fused_steps / window_cublas_steps   `window` with each step's recurrent GEMM
               forced inside the step kernel / to cuBLAS (DNI_CUDA_LSTM_STEP); `window`
               and `fused` take the op's own choice
-    triton    `fused` on the Triton kernels
+    triton    `fused` on the Triton kernels (their own step form choice)
+    triton_fused_steps / triton_cublas_steps   `triton` with each step's recurrent
+              product forced inside the step kernel / to torch.mm (DNI_TRITON_LSTM_STEP)
     nn_lstm_fp32   nn_lstm with cuDNN's TF32 off. PyTorch lets cuDNN use TF32 tensor
               cores by default (torch.backends.cudnn.allow_tf32), so `nn_lstm` computes
               its float32 products with 10-bit mantissas; our kernels do not.
@@ -119,12 +121,20 @@ def columns(t: dict) -> dict:
 
         return run
 
+    def triton_with(step_gemm):
+        def run():
+            with env_var("DNI_TRITON_LSTM_STEP", step_gemm):
+                fused_with(x_leaf, "triton")()
+
+        return run
+
     def nn_lstm_fp32():
         with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
             nn_lstm()
 
     return {**cols, "window_fused_steps": window_with("fused"),
             "window_cublas_steps": window_with("cublas"), "triton": fused_with(x_leaf, "triton"),
+            "triton_fused_steps": triton_with("fused"), "triton_cublas_steps": triton_with("cublas"),
             "nn_lstm_fp32": nn_lstm_fp32}  # fmt: skip
 
 

@@ -2,7 +2,8 @@
 (dni_kernels/triton/lstm_window.py) vs dni_kernels/reference.py.
 
 Runs in the Triton interpreter on CPU tensors without a GPU (float32, float16), compiled
-on CUDA tensors with one (bfloat16 and larger shapes only there). `check_window` is
+on CUDA tensors with one (bfloat16 and larger shapes only there); the window tests run
+both step forms (DNI_TRITON_LSTM_STEP=fused|cublas). `check_window` is
 shared with the CUDA C++ kernels' tests (test_lstm_cuda.py).
 """
 
@@ -74,11 +75,19 @@ def check_window(shape, dtype, device, backend, bias, noncontig):
         _compare(got_b, exp_b, exp64_b, [f"{n}{mask}" for n in GRAD_NAMES])
 
 
+@pytest.fixture(params=["fused", "cublas"])
+def step_form(request, monkeypatch):
+    """Where each step's recurrent product runs: in the step kernel, or torch.mm (cuBLAS
+    on a GPU) with the kernel reading its result (read by the ops on every call)."""
+    monkeypatch.setenv("DNI_TRITON_LSTM_STEP", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("bias,noncontig", [(True, False), (False, True)])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_window_matches_reference(shape, device, dtype, bias, noncontig):
+def test_window_matches_reference(shape, device, dtype, bias, noncontig, step_form):
     skip_unsupported(device, dtype)
     check_window(shape, dtype, device, "triton", bias, noncontig)
 
@@ -86,11 +95,11 @@ def test_window_matches_reference(shape, device, dtype, bias, noncontig):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", GPU_SHAPES)
-def test_large_on_gpu(shape, dtype):
+def test_large_on_gpu(shape, dtype, step_form):
     check_window(shape, dtype, "cuda", "triton", True, True)
 
 
-def test_empty_batch():
+def test_empty_batch(step_form):
     """B = 0: no programs to launch, empty outputs, zero weight gradients."""
     check_window((2, 0, 3, 5), torch.float32, _device(), "triton", True, False)
 
@@ -122,7 +131,7 @@ def test_autograd_runs_the_backward_on_the_same_backend():
 
 @pytest.mark.parametrize("reads_cell,aux,bootstrap", [(False, False, True), (True, True, True),
                                                       (True, False, False)])  # fmt: skip
-def test_dni_window_matches_reference(reads_cell, aux, bootstrap):
+def test_dni_window_matches_reference(reads_cell, aux, bootstrap, step_form):
     """ops.lstm_dni_window(backend="triton"): the composite over the Triton twins; its
     backward runs lstm_window_backward_triton and sg_update_triton only."""
     w, heads = _dni_inputs((4, 3, 5, 9), torch.float32, reads_cell, aux)
@@ -202,3 +211,14 @@ def test_kernels_compile_for_gpu():
     blocks = dict(BLOCK_B=64, BLOCK_H=32, BLOCK_K=32)
     kernels = {"_forward_step_kernel": blocks, "_backward_step_kernel": blocks}
     compile_for_sm90("dni_kernels.triton.lstm_window", kernels, act="bf16", param="bf16")
+    # The library step form: the products come in, no dot loop (RECURRENT off).
+    library = dict(blocks, RECURRENT=False)
+    kernels = {"_forward_step_kernel": library, "_backward_step_kernel": library}
+    compile_for_sm90("dni_kernels.triton.lstm_window", kernels, act="bf16", param="bf16")
+
+
+def test_unknown_step_form_refused(monkeypatch):
+    w = window_inputs((2, 2, 3, 4), torch.float32, _device())
+    monkeypatch.setenv("DNI_TRITON_LSTM_STEP", "tensor_cores")
+    with pytest.raises(ValueError, match="DNI_TRITON_LSTM_STEP must be auto, fused or cublas"):
+        ops.lstm_window_forward(*w, backend="triton")

@@ -72,7 +72,7 @@ def check(case, fn, reference_fn, output_names, **extra):
 # kernel for sm_90 (Triton bundles ptxas), in a subprocess without TRITON_INTERPRET.
 
 _POINTER_DTYPES = {"y_ptr": "i64", "py_ptr": "i64", "counter_ptr": "i32", "ws_ptr": "fp32", "pws_ptr": "fp32",
-                   "dc_ptr": "fp32"}
+                   "dc_ptr": "fp32", "rec_ptr": "fp32"}
 _PARAMS = {"w_ptr", "b_ptr", "A_ptr", "a_ptr", "C_ptr", "w_dst", "b_dst", "pA_dst", "pa_dst", "pC_dst"}
 _INTS = {"B", "I", "O", "K", "PK", "F", "H"}
 _FLOATS = {"sg_scale", "step", "prev_step"}
@@ -80,7 +80,8 @@ _FLOATS = {"sg_scale", "step", "prev_step"}
 
 def _signature(fn, act: str, param: str, blocks: dict):
     """Argument types from the kernels' naming convention (strides s_*, sizes,
-    pointers *_ptr / *_dst); every constexpr flag on, tanh, the given blocks."""
+    pointers *_ptr / *_dst); every constexpr flag on unless `blocks` sets it, tanh, the
+    given blocks."""
     import triton.language as tl
 
     sig, consts = {}, {}

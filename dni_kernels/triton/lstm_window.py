@@ -17,6 +17,17 @@ window-wide GEMMs (grad_x, grad_W_ih, grad_W_hh, δ_start's h part) and the bias
 are torch.mm / sum over all T·B rows at once (cuBLAS on a GPU): large, regular GEMMs
 that a library does best; only the sequential part is a custom kernel.
 
+Each step's recurrent product runs in one of two places ($DNI_TRITON_LSTM_STEP, read
+on every call, the same vocabulary as the CUDA kernels' DNI_CUDA_LSTM_STEP):
+"fused", inside the step kernel (tl.dot tiles, one launch per step), or "cublas", as a
+library product (torch.mm: cuBLAS on a GPU) into a float32 buffer that the same step
+kernel reads in place of its dot loop (two launches per step, the product at the
+library's rate). "auto" (the default) takes the library from 2^27 multiply-adds per
+step (B·4H·H), the CUDA kernels' measured crossover. On the H100, at T = 40, B = 256,
+H = 1024, the Triton window with its steps' tl.dot products took 22.8 ms and the CUDA
+window with cuBLAS steps 12.2 ms. The library form is tested under the interpreter
+and has not yet run on a GPU.
+
 Per-step launches rather than one persistent kernel: a persistent kernel would need
 a grid-wide barrier between steps (h_t is read by every program of step t+1), which
 Triton has no portable way to express; the launch cost is small against the GEMM at
@@ -24,6 +35,8 @@ the sizes this targets (B·H ≥ 32·256).
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -58,34 +71,43 @@ def lstm_unit_backward(i, f, g, o, c, c_prev, dh, dc):
 
 @triton.jit
 def _forward_step_kernel(hp_ptr, s_hpb, s_hpk, cp_ptr, s_cpb, s_cpj, w_ptr, s_wr, s_wk,
-                         z_ptr, c_ptr, h_ptr, B, H,
+                         rec_ptr, z_ptr, c_ptr, h_ptr, B, H, RECURRENT: tl.constexpr,
                          BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
                          DOT_DTYPE: tl.constexpr):  # fmt: skip
     """One step. z_ptr [B, 4H] holds x_t W_ihᵀ + b on entry and the activated gates on
-    exit; h_{t−1} (hp) and c_{t−1} (cp) are strided (h0, c0 may be views)."""
+    exit; h_{t−1} (hp) and c_{t−1} (cp) are strided (h0, c0 may be views). RECURRENT:
+    the kernel computes h_{t−1} W_hhᵀ itself; otherwise it reads that product from
+    rec_ptr ([B, 4H], float32, contiguous)."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     units = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
     r_mask = rows < B
     u_mask = units < H
-    acc_i = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
-    acc_f = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
-    acc_g = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
-    acc_o = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
-    gate = H * s_wr  # distance between the gate blocks of W_hh's rows
-    for k0 in range(0, H, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        k_mask = ks < H
-        hp = tl.load(hp_ptr + rows[:, None] * s_hpb + ks[None, :] * s_hpk,
-                     mask=r_mask[:, None] & k_mask[None, :], other=0.0).to(DOT_DTYPE)  # fmt: skip
-        # W_hhᵀ tile of gate q: element (k, j) = W_hh[q·H + j, k].
-        w = w_ptr + units[None, :] * s_wr + ks[:, None] * s_wk
-        w_mask = k_mask[:, None] & u_mask[None, :]
-        acc_i = tl.dot(hp, tl.load(w, mask=w_mask, other=0.0).to(DOT_DTYPE), acc_i, input_precision="ieee")
-        acc_f = tl.dot(hp, tl.load(w + gate, mask=w_mask, other=0.0).to(DOT_DTYPE), acc_f, input_precision="ieee")
-        acc_g = tl.dot(hp, tl.load(w + 2 * gate, mask=w_mask, other=0.0).to(DOT_DTYPE), acc_g, input_precision="ieee")
-        acc_o = tl.dot(hp, tl.load(w + 3 * gate, mask=w_mask, other=0.0).to(DOT_DTYPE), acc_o, input_precision="ieee")
     mask = r_mask[:, None] & u_mask[None, :]
-    z = z_ptr + rows[:, None] * 4 * H + units[None, :]
+    gate_cols = rows[:, None] * 4 * H + units[None, :]  # gate i's columns of a [B, 4H] row
+    if RECURRENT:
+        acc_i = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+        acc_f = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+        acc_g = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+        acc_o = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+        gate = H * s_wr  # distance between the gate blocks of W_hh's rows
+        for k0 in range(0, H, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            k_mask = ks < H
+            hp = tl.load(hp_ptr + rows[:, None] * s_hpb + ks[None, :] * s_hpk,
+                         mask=r_mask[:, None] & k_mask[None, :], other=0.0).to(DOT_DTYPE)  # fmt: skip
+            # W_hhᵀ tile of gate q: element (k, j) = W_hh[q·H + j, k].
+            w = w_ptr + units[None, :] * s_wr + ks[:, None] * s_wk
+            w_mask = k_mask[:, None] & u_mask[None, :]
+            acc_i = tl.dot(hp, tl.load(w, mask=w_mask, other=0.0).to(DOT_DTYPE), acc_i, input_precision="ieee")
+            acc_f = tl.dot(hp, tl.load(w + gate, mask=w_mask, other=0.0).to(DOT_DTYPE), acc_f, input_precision="ieee")
+            acc_g = tl.dot(hp, tl.load(w + 2 * gate, mask=w_mask, other=0.0).to(DOT_DTYPE), acc_g, input_precision="ieee")
+            acc_o = tl.dot(hp, tl.load(w + 3 * gate, mask=w_mask, other=0.0).to(DOT_DTYPE), acc_o, input_precision="ieee")
+    else:
+        acc_i = tl.load(rec_ptr + gate_cols, mask=mask, other=0.0)
+        acc_f = tl.load(rec_ptr + gate_cols + H, mask=mask, other=0.0)
+        acc_g = tl.load(rec_ptr + gate_cols + 2 * H, mask=mask, other=0.0)
+        acc_o = tl.load(rec_ptr + gate_cols + 3 * H, mask=mask, other=0.0)
+    z = z_ptr + gate_cols
     zi = acc_i + tl.load(z, mask=mask, other=0.0).to(tl.float32)
     zf = acc_f + tl.load(z + H, mask=mask, other=0.0).to(tl.float32)
     zg = acc_g + tl.load(z + 2 * H, mask=mask, other=0.0).to(tl.float32)
@@ -104,14 +126,15 @@ def _forward_step_kernel(hp_ptr, s_hpb, s_hpk, cp_ptr, s_cpb, s_cpj, w_ptr, s_wr
 
 @triton.jit
 def _backward_step_kernel(dzn_ptr, w_ptr, s_wr, s_wk, a_ptr, c_ptr, cp_ptr, s_cpb, s_cpj,
-                          dhe_ptr, s_dheb, s_dhej, gh_ptr, s_ghb, s_ghj, gc_ptr, s_gcb, s_gcj,
+                          dhg_ptr, s_dhgb, s_dhgj, gh_ptr, s_ghb, s_ghj, gc_ptr, s_gcb, s_gcj,
                           dc_ptr, dz_ptr, B, H,
-                          RECURRENT: tl.constexpr, HAS_DH_END: tl.constexpr,
+                          RECURRENT: tl.constexpr, HAS_DH_GIVEN: tl.constexpr,
                           HAS_GRAD_H: tl.constexpr, HAS_GRAD_C: tl.constexpr,
                           BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
                           DOT_DTYPE: tl.constexpr):  # fmt: skip
-    """One BPTT step. dh_t = dz_{t+1} W_hh (RECURRENT; else the boundary gradient
-    grad_h_end, HAS_DH_END) + grad_hs[t]; dc_ptr [B, H] float32 holds the carry
+    """One BPTT step. dh_t = dz_{t+1} W_hh (RECURRENT; else read from dhg_ptr when
+    HAS_DH_GIVEN: grad_h_end at the last step, or the product computed by the library)
+    + grad_hs[t]; dc_ptr [B, H] float32 holds the carry
     ∂L/∂c_t on entry (before grad_cs[t]) and ∂L/∂c_{t−1} on exit. Writes dz_t."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     units = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -130,8 +153,8 @@ def _backward_step_kernel(dzn_ptr, w_ptr, s_wr, s_wk, a_ptr, c_ptr, cp_ptr, s_cp
                 w = tl.load(w_ptr + (q * H + ks)[:, None] * s_wr + units[None, :] * s_wk,
                             mask=k_mask[:, None] & u_mask[None, :], other=0.0)  # fmt: skip
                 dh = tl.dot(a.to(DOT_DTYPE), w.to(DOT_DTYPE), dh, input_precision="ieee")
-    elif HAS_DH_END:
-        dh = tl.load(dhe_ptr + rows[:, None] * s_dheb + units[None, :] * s_dhej, mask=mask, other=0.0).to(tl.float32)
+    elif HAS_DH_GIVEN:
+        dh = tl.load(dhg_ptr + rows[:, None] * s_dhgb + units[None, :] * s_dhgj, mask=mask, other=0.0).to(tl.float32)
     if HAS_GRAD_H:
         dh += tl.load(gh_ptr + rows[:, None] * s_ghb + units[None, :] * s_ghj, mask=mask, other=0.0).to(tl.float32)
     state = rows[:, None] * H + units[None, :]
@@ -163,6 +186,30 @@ def _backward_step_kernel(dzn_ptr, w_ptr, s_wr, s_wk, a_ptr, c_ptr, cp_ptr, s_cp
 MAX_BLOCK_B, BLOCK_H, BLOCK_K = 64, 32, 32
 
 
+# DNI_TRITON_LSTM_STEP=auto puts the recurrent product on the library from this many
+# multiply-adds per step (B·4H·H), as csrc/cuda/lstm_window.cpp does for the CUDA steps.
+LIBRARY_STEP_MIN_WORK = 2**27
+
+
+def _library_steps(batch: int, hidden: int) -> bool:
+    """True when each step's recurrent product goes to torch.mm ($DNI_TRITON_LSTM_STEP)."""
+    mode = os.environ.get("DNI_TRITON_LSTM_STEP", "auto")
+    if mode not in ("auto", "fused", "cublas"):
+        raise ValueError(f"dni: DNI_TRITON_LSTM_STEP must be auto, fused or cublas, got {mode!r}")
+    return mode == "cublas" or (mode == "auto" and batch * 4 * hidden * hidden >= LIBRARY_STEP_MIN_WORK)
+
+
+def _product_fp32(a, b):
+    """a·b with a float32 result, the step kernels' accumulator precision (rounding a
+    half product before the gate math cost the CUDA steps their bf16 error bound):
+    cuBLAS's float32-output form for half operands on a GPU, float32 copies elsewhere."""
+    if a.dtype == torch.float32:
+        return torch.mm(a, b)
+    if a.is_cuda:
+        return torch.mm(a, b, out_dtype=torch.float32)
+    return torch.mm(a.float(), b.float())
+
+
 def _blocks(batch: int, hidden: int):
     bb, bh, bk = pow2(batch, hi=MAX_BLOCK_B), pow2(hidden, hi=BLOCK_H), pow2(hidden, hi=BLOCK_K)
     return bb, bh, bk, (triton.cdiv(batch, bb), triton.cdiv(hidden, bh))
@@ -177,6 +224,7 @@ def lstm_window_forward(x, h0, c0, w_ih, w_hh, bias=None):
     gates = x.new_empty((steps, batch, 4 * hidden))
     hs, cs = x.new_empty((steps, batch, hidden)), x.new_empty((steps, batch, hidden))
     bb, bh, bk, grid = _blocks(batch, hidden)
+    library = _library_steps(batch, hidden)
     with on_device(x):
         # The input projection of all T steps: one library GEMM, straight into gates.
         x_flat, z_flat = x.reshape(steps * batch, inp), gates.view(steps * batch, 4 * hidden)
@@ -186,9 +234,11 @@ def lstm_window_forward(x, h0, c0, w_ih, w_hh, bias=None):
             torch.mm(x_flat, w_ih.t(), out=z_flat)
         for t in range(steps if batch * hidden else 0):  # no empty grids
             hp, cp = (h0, c0) if t == 0 else (hs[t - 1], cs[t - 1])
+            rec = _product_fp32(hp, w_hh.t()) if library else gates[t]  # unread if fused
             _forward_step_kernel[grid](hp, *hp.stride(), cp, *cp.stride(), w_hh, *w_hh.stride(),
-                                       gates[t], cs[t], hs[t], batch, hidden,
-                                       BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, DOT_DTYPE=DOT_DTYPES[x.dtype])  # fmt: skip
+                                       rec, gates[t], cs[t], hs[t], batch, hidden,
+                                       RECURRENT=not library, BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk,
+                                       DOT_DTYPE=DOT_DTYPES[x.dtype])  # fmt: skip
     return hs, cs, gates
 
 
@@ -212,17 +262,21 @@ def lstm_window_backward(grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_
     dc = (grad_c_end.float().clone(memory_format=torch.contiguous_format) if grad_c_end is not None
           else torch.zeros((batch, hidden), dtype=torch.float32, device=x.device))  # fmt: skip
     bb, bh, bk, grid = _blocks(batch, hidden)
+    library = _library_steps(batch, hidden)
     with on_device(x):
         for t in reversed(range(steps if batch * hidden else 0)):
             last = t == steps - 1
             cp = c0 if t == 0 else cs[t - 1]
+            # dh_t from the later steps: the boundary gradient at the last step; otherwise
+            # dz_{t+1} W_hh, in the kernel or (library steps) handed to it like grad_h_end.
+            dh_given = grad_h_end if last else (_product_fp32(dz[t + 1], w_hh) if library else None)
             _backward_step_kernel[grid](
                 dz[t + 1] if not last else dz[t], w_hh, *w_hh.stride(), gates[t], cs[t],
-                cp, *cp.stride(), *_strided(grad_h_end, dc),
+                cp, *cp.stride(), *_strided(dh_given, dc),
                 *_strided(grad_hs[t] if grad_hs is not None else None, dc),
                 *_strided(grad_cs[t] if grad_cs is not None else None, dc),
                 dc, dz[t], batch, hidden,
-                RECURRENT=not last, HAS_DH_END=last and grad_h_end is not None,
+                RECURRENT=not last and not library, HAS_DH_GIVEN=dh_given is not None,
                 HAS_GRAD_H=grad_hs is not None, HAS_GRAD_C=grad_cs is not None,
                 BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, DOT_DTYPE=DOT_DTYPES[x.dtype],
             )  # fmt: skip
