@@ -42,8 +42,12 @@ void cublas_product(const Matrix& a, const Matrix& b, int64_t m, int64_t n, int6
   const auto options =
       at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, c10::cuda::current_device());
   at::Tensor c = at::from_blob(out, {m, n}, options);
-  // mm_out copies an operand with no unit stride before cuBLAS sees it, and writes
-  // zeros for k = 0.
+  if (k == 0) {
+    // An empty operand's pointer may be null, which from_blob cannot place on a device.
+    c.zero_();
+    return;
+  }
+  // mm_out copies an operand with no unit stride before cuBLAS sees it.
   at::mm_out(c, as_float(a, m, k), as_float(b, k, n));
 }
 
