@@ -5,7 +5,8 @@ the reference, in one run, plus a 2048² sgemm for the roofline.
     python benchmarks/bench_linear_step.py --quick    # smallest size only
 
 On a GPU the fused op has several columns: CUDA C++ (the op's own path choice, and
-the single-launch, multi-launch (tiled GEMM) and cuBLAS paths forced) and Triton.
+the single-launch, multi-launch (tiled GEMM) and cuBLAS paths forced) and Triton (its
+own choice, and the tiled and cuBLAS paths forced).
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def columns(device: torch.device) -> dict:
         "cuda_multi": fused("cuda", "DNI_CUDA_PATH", "multi"),
         "cuda_cublas": fused("cuda", "DNI_CUDA_PATH", "cublas"),
         "triton": fused("triton"),
+        "triton_multi": fused("triton", "DNI_TRITON_PATH", "multi"),
+        "triton_cublas": fused("triton", "DNI_TRITON_PATH", "cublas"),
         "eager": eager,
         "compile": compiled,
     }

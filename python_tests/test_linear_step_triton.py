@@ -1,6 +1,7 @@
 """dni::linear_step_triton (dni_kernels/triton/linear_step.py) vs the reference.
 
-Both paths (single launch, tiled multi-launch) are forced in turn; the "auto" rule
+The three paths (single launch, tiled multi-launch, and the tiled kernels reading
+products computed by torch.mm, "cublas") are forced in turn; the "auto" rule
 and the op's registration are tested separately. Runs in the Triton interpreter on
 CPU tensors without a GPU, compiled on CUDA tensors with one (bfloat16 only there).
 """
@@ -113,6 +114,10 @@ def test_auto_path_rule(monkeypatch):
     assert _common.choose_path("single", 128, 10) == "single"  # allowed, spills
     assert _common.choose_path(None, 64, (1 << 20) + 1) == "multi"  # too many atomics
     assert _common.choose_path("multi", 3, 1) == "multi"
+    assert _common.choose_path(None, 64, 10, work=1 << 25) == "cublas"  # library products
+    assert _common.choose_path(None, 64, 10, work=(1 << 25) - 1) == "single"
+    assert _common.choose_path("multi", 3, 1, work=1 << 30) == "multi"
+    assert _common.choose_path("cublas", 3, 1) == "cublas"
     monkeypatch.setenv("DNI_TRITON_PATH", "multi")
     assert _common.choose_path(None, 3, 1) == "multi"
     assert _common.choose_path("single", 3, 1) == "single"  # the argument wins
@@ -151,6 +156,11 @@ def test_kernels_compile_for_gpu():
     kernels = {"_linear_step_single_kernel": dict(BLOCK_B=16, BLOCK_O=128, BLOCK_I=32),
                **{k: tiles for k in ("_forward_kernel", "_sg_kernel", "_grad_x_kernel",
                                      "_weight_update_kernel")}}  # fmt: skip
+    compile_for_sm90("dni_kernels.triton.linear_step", kernels, act="bf16", param="fp32")
+    # The tiled kernels above read their products (GIVEN, the "cublas" path); here with
+    # their own tl.dot loops.
+    gemm = dict(tiles, GIVEN=False)
+    kernels = {k: gemm for k in ("_forward_kernel", "_sg_kernel", "_grad_x_kernel", "_weight_update_kernel")}
     compile_for_sm90("dni_kernels.triton.linear_step", kernels, act="bf16", param="fp32")
 
 

@@ -1,7 +1,8 @@
 """dni::sg_update_triton (dni_kernels/triton/sg_update.py) vs the reference.
 
-Both paths (single launch, tiled) are forced in turn. Runs in the Triton
-interpreter on CPU tensors without a GPU, compiled on CUDA tensors with one.
+The three paths (single launch, tiled, tiled with the product from torch.mm) are
+forced in turn. Runs in the Triton interpreter on CPU tensors without a GPU, compiled
+on CUDA tensors with one.
 """
 
 import itertools
@@ -75,6 +76,9 @@ def test_kernels_compile_for_gpu():
     """float16 activations and parameters; the launchers' largest blocks."""
     kernels = {"_sg_update_single_kernel": dict(BLOCK_B=16, BLOCK_F=32),
                "sg_regression_gemm_kernel": dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32)}  # fmt: skip
+    compile_for_sm90("dni_kernels.triton.sg_update", kernels, act="fp16", param="fp16")
+    # The regression kernel with its own tl.dot loop (above: reading a given eᵀh).
+    kernels = {"sg_regression_gemm_kernel": dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, GIVEN=False)}
     compile_for_sm90("dni_kernels.triton.sg_update", kernels, act="fp16", param="fp16")
 
 

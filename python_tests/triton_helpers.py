@@ -18,7 +18,7 @@ from samples import check_against_reference
 from tolerances import assert_low_precision_close
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-PATHS = ["single", "multi"]
+PATHS = ["single", "multi", "cublas"]  # cublas: torch.mm (cuBLAS on a GPU) for the products
 
 CPU = pytest.param("cpu", marks=pytest.mark.skipif(not INTERPRETED, reason="CPU tensors need TRITON_INTERPRET=1"))
 CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))
@@ -72,7 +72,7 @@ def check(case, fn, reference_fn, output_names, **extra):
 # kernel for sm_90 (Triton bundles ptxas), in a subprocess without TRITON_INTERPRET.
 
 _POINTER_DTYPES = {"y_ptr": "i64", "py_ptr": "i64", "counter_ptr": "i32", "ws_ptr": "fp32", "pws_ptr": "fp32",
-                   "dc_ptr": "fp32", "rec_ptr": "fp32"}
+                   "dc_ptr": "fp32", "rec_ptr": "fp32", "p_ptr": "fp32"}
 _PARAMS = {"w_ptr", "b_ptr", "A_ptr", "a_ptr", "C_ptr", "w_dst", "b_dst", "pA_dst", "pa_dst", "pC_dst"}
 _INTS = {"B", "I", "O", "K", "PK", "F", "H"}
 _FLOATS = {"sg_scale", "step", "prev_step"}

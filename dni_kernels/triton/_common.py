@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 ACTIVATION_IDS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
-PATHS = ("auto", "single", "multi")
+PATHS = ("auto", "single", "multi", "cublas")
 DOT_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
 
 # The single-launch kernels keep a [rows, out_features] tile of h, ĝ and g (and an
@@ -27,6 +27,11 @@ SINGLE_MAX_FEATURES = 128
 # add atomically stay small (programs × gradient elements); beyond that the tiled
 # GEMMs, which write each gradient element once, win. Heuristic, not GPU-tuned.
 SINGLE_MAX_ATOMIC_ELEMENTS = 1 << 20
+# "auto" hands the tiled path's products to the library (torch.mm: cuBLAS on a GPU)
+# from this many multiply-adds per product, the CUDA kernels' rule (csrc/cuda/params.h):
+# on the H100 the tiled Triton path measured 1.3–2.3× slower than eager PyTorch from
+# 1024 features up.
+LIBRARY_MIN_WORK = 1 << 25
 
 
 @triton.jit
@@ -99,6 +104,22 @@ def mma(a_ptr, s_am, s_ak, b_ptr, s_bk, s_bn, offs_m, offs_n, M, N, K,
 
 
 @triton.jit
+def product_tile(p_ptr, a_ptr, s_am, s_ak, b_ptr, s_bk, s_bn, offs_m, offs_n, M, N, K,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                 DOT_DTYPE: tl.constexpr, GIVEN: tl.constexpr):  # fmt: skip
+    """The tile of a·b that the tiled kernels' epilogues take: `mma`, or with GIVEN
+    (the "cublas" path) read from p_ptr, the whole [M, N] product computed by the
+    library beforehand (float32, contiguous; see library_product)."""
+    if GIVEN:
+        mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
+        acc = tl.load(p_ptr + offs_m[:, None] * N + offs_n[None, :], mask=mask, other=0.0)
+    else:
+        acc = mma(a_ptr, s_am, s_ak, b_ptr, s_bk, s_bn, offs_m, offs_n, M, N, K,
+                  BLOCK_M, BLOCK_N, BLOCK_K, DOT_DTYPE)  # fmt: skip
+    return acc
+
+
+@triton.jit
 def gather_labels(y_ptr, s_y, rows, row_mask, K):
     """Labels of `rows` and whether each indexes one of the K table rows. On CUDA the
     range is not checked on the host (that would sync): out-of-range labels fail the
@@ -154,10 +175,12 @@ def check_device_and_dtype(x: torch.Tensor) -> None:
         )
 
 
-def choose_path(path: Optional[str], features: int, atomic_elements: int) -> str:
-    """'single' or 'multi' from the `path` argument, else $DNI_TRITON_PATH, else auto:
-    single launch while `features` (its widest row tile) fits in registers and the
-    atomically reduced partial gradients stay under SINGLE_MAX_ATOMIC_ELEMENTS."""
+def choose_path(path: Optional[str], features: int, atomic_elements: int, work: int = 0) -> str:
+    """'single', 'multi' or 'cublas' from the `path` argument, else $DNI_TRITON_PATH,
+    else auto: the library's products from LIBRARY_MIN_WORK multiply-adds per product
+    (`work`, the largest), else the single launch while `features` (its widest row
+    tile) fits in registers and the atomically reduced partial gradients stay under
+    SINGLE_MAX_ATOMIC_ELEMENTS, else the tiled kernels."""
     path = path or os.environ.get("DNI_TRITON_PATH") or "auto"
     if path not in PATHS:
         raise ValueError(f"dni: path must be one of {PATHS}, got {path!r}")
@@ -167,6 +190,8 @@ def choose_path(path: Optional[str], features: int, atomic_elements: int) -> str
             f"supports at most {SINGLE_MAX_FEATURES}, use path='multi'"
         )
     if path == "auto":
+        if work >= LIBRARY_MIN_WORK:
+            return "cublas"
         small = features <= SINGLE_AUTO_MAX_FEATURES
         return "single" if small and atomic_elements <= SINGLE_MAX_ATOMIC_ELEMENTS else "multi"
     return path
@@ -177,6 +202,18 @@ def choose_path(path: Optional[str], features: int, atomic_elements: int) -> str
 SINGLE_ROWS = 16
 SINGLE_CHUNK = 32
 SINGLE_WARPS = 8
+
+
+def library_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a·b as a float32 [M, N] contiguous tensor, for product_tile's GIVEN form: cuBLAS's
+    float32-output form for half operands on a GPU, float32 copies of mixed or CPU half
+    operands (rounding a half product before the epilogue would cost precision that the
+    in-kernel tl.dot, accumulating in float32, does not lose)."""
+    if a.dtype == b.dtype == torch.float32:
+        return torch.mm(a, b)
+    if a.is_cuda and a.dtype == b.dtype:
+        return torch.mm(a, b, out_dtype=torch.float32)
+    return torch.mm(a.float(), b.float())
 
 
 def single_workspace(n_float: int, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,9 +2,10 @@
 (dni_kernels/reference.py::linear_step), optionally with the previous layer's SG
 regression toward this step's grad_x (the prev_* chain).
 
-Two paths, chosen by `_common.choose_path` (argument `path`, env DNI_TRITON_PATH;
-"auto" = single launch for out_features ≤ 64 while programs × (O·I + I·I with the
-chain) ≤ 2²⁰ atomically added elements, tiled otherwise; see _common.py):
+Three paths, chosen by `_common.choose_path` (argument `path`, env DNI_TRITON_PATH;
+"auto" = "cublas" from 2²⁵ multiply-adds per product, else single launch for
+out_features ≤ 64 while programs × (O·I + I·I with the chain) ≤ 2²⁰ atomically added
+elements, else tiled; see _common.py):
 
 * single launch (`_linear_step_single_kernel`, for small layers, where launch
   latency dominates): one program per block of batch rows computes z, h, ĝ, g and
@@ -30,6 +31,10 @@ chain) ≤ 2²⁰ atomically added elements, tiled otherwise; see _common.py):
   tile, subtract, write back: no O×I temporary), after grad_x has read W; its first
   tile column also reduces Σg for b; then, with the chain,
   sg_update.sg_regression_gemm_kernel toward grad_x.
+* "cublas": the tiled kernels, each taking its product from a float32 buffer that
+  torch.mm (cuBLAS on a GPU) filled just before it (`product_tile`'s GIVEN form)
+  instead of running its tl.dot loop; the epilogues are the same code. The update
+  product gᵀx is then an O×I float32 temporary. Not yet run on a GPU.
 
 Activation, bias, conditioning, chain and grad_x are tl.constexpr; the update mode
 is not a branch at all ("grads" mode passes the .grad buffers as update targets with
@@ -55,10 +60,12 @@ from ._common import (
     choose_path,
     gather_labels,
     is_last_program,
+    library_product,
     mma,
     on_device,
     or_dummy,
     pow2,
+    product_tile,
     SINGLE_CHUNK,
     SINGLE_ROWS,
     SINGLE_WARPS,
@@ -154,14 +161,16 @@ def _linear_step_single_kernel(
 
 
 @triton.jit
-def _forward_kernel(x_ptr, s_xb, s_xi, w_ptr, b_ptr, h_ptr, B, I, O,
+def _forward_kernel(p_ptr, x_ptr, s_xb, s_xi, w_ptr, b_ptr, h_ptr, B, I, O,
                     ACT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr,
-                    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, DOT_DTYPE: tl.constexpr):  # fmt: skip
-    """h = φ(x Wᵀ + b), tile [batch rows m, outputs n]."""
+                    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                    GIVEN: tl.constexpr):  # fmt: skip
+    """h = φ(x Wᵀ + b), tile [batch rows m, outputs n]. GIVEN: x Wᵀ is read from p_ptr
+    (product_tile), as in the three kernels below."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     outs = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    z = mma(x_ptr, s_xb, s_xi, w_ptr, 1, I, rows, outs, B, O, I,
-            BLOCK_M, BLOCK_N, BLOCK_K, DOT_DTYPE)  # fmt: skip
+    z = product_tile(p_ptr, x_ptr, s_xb, s_xi, w_ptr, 1, I, rows, outs, B, O, I,
+                     BLOCK_M, BLOCK_N, BLOCK_K, DOT_DTYPE, GIVEN)  # fmt: skip
     if HAS_BIAS:
         z += tl.load(b_ptr + outs, mask=outs < O, other=0.0).to(tl.float32)[None, :]
     tile = (rows < B)[:, None] & (outs < O)[None, :]
@@ -169,18 +178,18 @@ def _forward_kernel(x_ptr, s_xb, s_xi, w_ptr, b_ptr, h_ptr, B, I, O,
 
 
 @triton.jit
-def _sg_kernel(h_ptr, A_ptr, a_ptr, C_ptr, y_ptr, s_y, raw_ptr, g_ptr, B, O, K, sg_scale,
+def _sg_kernel(p_ptr, h_ptr, A_ptr, a_ptr, C_ptr, y_ptr, s_y, raw_ptr, g_ptr, B, O, K, sg_scale,
                ACT: tl.constexpr, HAS_SG_BIAS: tl.constexpr, CONDITIONED: tl.constexpr,
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-               DOT_DTYPE: tl.constexpr):  # fmt: skip
+               DOT_DTYPE: tl.constexpr, GIVEN: tl.constexpr):  # fmt: skip
     """ĝ_raw = h Aᵀ + a + C[y] and g = s·ĝ_raw⊙φ′(h), tile [rows m, outputs n]."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     outs = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_mask = rows < B
     out_mask = outs < O
     tile = row_mask[:, None] & out_mask[None, :]
-    acc = mma(h_ptr, O, 1, A_ptr, 1, O, rows, outs, B, O, O,
-              BLOCK_M, BLOCK_N, BLOCK_K, DOT_DTYPE)  # fmt: skip
+    acc = product_tile(p_ptr, h_ptr, O, 1, A_ptr, 1, O, rows, outs, B, O, O,
+                       BLOCK_M, BLOCK_N, BLOCK_K, DOT_DTYPE, GIVEN)  # fmt: skip
     raw = _sg_epilogue(acc, rows, row_mask, outs, out_mask, a_ptr, C_ptr, y_ptr, s_y, O, K,
                        HAS_SG_BIAS, CONDITIONED).to(raw_ptr.dtype.element_ty)  # fmt: skip
     offs = rows[:, None] * O + outs[None, :]
@@ -191,28 +200,29 @@ def _sg_kernel(h_ptr, A_ptr, a_ptr, C_ptr, y_ptr, s_y, raw_ptr, g_ptr, B, O, K, 
 
 
 @triton.jit
-def _grad_x_kernel(g_ptr, w_ptr, gx_ptr, B, I, O, BLOCK_M: tl.constexpr,
-                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, DOT_DTYPE: tl.constexpr):  # fmt: skip
+def _grad_x_kernel(p_ptr, g_ptr, w_ptr, gx_ptr, B, I, O, BLOCK_M: tl.constexpr,
+                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                   GIVEN: tl.constexpr):  # fmt: skip
     """grad_x = g W (W before its update: this launch precedes the update's)."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     ins = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    acc = mma(g_ptr, O, 1, w_ptr, I, 1, rows, ins, B, I, O,
-              BLOCK_M, BLOCK_N, BLOCK_K, DOT_DTYPE)  # fmt: skip
+    acc = product_tile(p_ptr, g_ptr, O, 1, w_ptr, I, 1, rows, ins, B, I, O,
+                       BLOCK_M, BLOCK_N, BLOCK_K, DOT_DTYPE, GIVEN)  # fmt: skip
     tile = (rows < B)[:, None] & (ins < I)[None, :]
     tl.store(gx_ptr + rows[:, None] * I + ins[None, :], acc, mask=tile)
 
 
 @triton.jit
-def _weight_update_kernel(g_ptr, x_ptr, s_xb, s_xi, w_dst, b_dst, B, I, O, step,
+def _weight_update_kernel(p_ptr, g_ptr, x_ptr, s_xb, s_xi, w_dst, b_dst, B, I, O, step,
                           HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr,
                           BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                          DOT_DTYPE: tl.constexpr):  # fmt: skip
+                          DOT_DTYPE: tl.constexpr, GIVEN: tl.constexpr):  # fmt: skip
     """W tile ← W tile − step·(gᵀx) tile; the first tile column also does b ← b − step·Σg."""
     outs = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     ins = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     out_mask = outs < O
-    acc = mma(g_ptr, 1, O, x_ptr, s_xb, s_xi, outs, ins, O, I, B,
-              BLOCK_M, BLOCK_N, BLOCK_K, DOT_DTYPE)  # fmt: skip
+    acc = product_tile(p_ptr, g_ptr, 1, O, x_ptr, s_xb, s_xi, outs, ins, O, I, B,
+                       BLOCK_M, BLOCK_N, BLOCK_K, DOT_DTYPE, GIVEN)  # fmt: skip
     tile = out_mask[:, None] & (ins < I)[None, :]
     update_tile(w_dst, outs[:, None] * I + ins[None, :], tile, acc, step)
     if HAS_BIAS:
@@ -233,34 +243,42 @@ def _gemm_blocks(m: int, n: int, k: int) -> tuple[int, int, int]:
 
 
 def _launch_multi(x, weight, bias, sg_weight, sg_bias, sg_table, labels, act, sg_scale,
-                  w_dst, b_dst, step, h, raw, grad_x):  # fmt: skip
+                  w_dst, b_dst, step, h, raw, grad_x, library=False):  # fmt: skip
+    """The tiled path; with `library` (the "cublas" path) each product is computed by
+    library_product just before the kernel whose epilogue takes it (stream order: the
+    forward kernel's h is ready for the SG product, grad_x reads W before the update)."""
     batch, in_f = x.shape
     out_f = weight.shape[0]
     dot = DOT_DTYPES[x.dtype]
     k = sg_table.shape[0] if sg_table is not None else 0
     y = or_dummy(labels, weight)
     g = torch.empty_like(h)
+
+    def given(a, b):  # the product for a kernel's p_ptr; a dummy on the tiled path
+        return library_product(a, b) if library else h
+
     bm, bn, bk = _gemm_blocks(batch, out_f, in_f)
     grid = (triton.cdiv(batch, bm), triton.cdiv(out_f, bn))
-    _forward_kernel[grid](x, *x.stride(), weight, or_dummy(bias, weight), h, batch, in_f, out_f,
-                          ACT=act, HAS_BIAS=bias is not None, BLOCK_M=bm, BLOCK_N=bn,
-                          BLOCK_K=bk, DOT_DTYPE=dot)  # fmt: skip
+    _forward_kernel[grid](given(x, weight.t()), x, *x.stride(), weight, or_dummy(bias, weight), h,
+                          batch, in_f, out_f, ACT=act, HAS_BIAS=bias is not None, BLOCK_M=bm,
+                          BLOCK_N=bn, BLOCK_K=bk, DOT_DTYPE=dot, GIVEN=library)  # fmt: skip
     bm, bn, bk = _gemm_blocks(batch, out_f, out_f)
     grid = (triton.cdiv(batch, bm), triton.cdiv(out_f, bn))
-    _sg_kernel[grid](h, sg_weight, or_dummy(sg_bias, weight), or_dummy(sg_table, weight),
-                     y, y.stride(0), raw, g, batch, out_f, k, sg_scale,
+    _sg_kernel[grid](given(h, sg_weight.t()), h, sg_weight, or_dummy(sg_bias, weight),
+                     or_dummy(sg_table, weight), y, y.stride(0), raw, g, batch, out_f, k, sg_scale,
                      ACT=act, HAS_SG_BIAS=sg_bias is not None, CONDITIONED=k > 0,
-                     BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, DOT_DTYPE=dot)  # fmt: skip
+                     BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, DOT_DTYPE=dot, GIVEN=library)  # fmt: skip
     if grad_x is not None:
         bm, bn, bk = _gemm_blocks(batch, in_f, out_f)
         grid = (triton.cdiv(batch, bm), triton.cdiv(in_f, bn))
-        _grad_x_kernel[grid](g, weight, grad_x, batch, in_f, out_f,
-                             BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, DOT_DTYPE=dot)  # fmt: skip
+        _grad_x_kernel[grid](given(g, weight), g, weight, grad_x, batch, in_f, out_f,
+                             BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, DOT_DTYPE=dot, GIVEN=library)  # fmt: skip
     bm, bn, bk = _gemm_blocks(out_f, in_f, batch)
     grid = (triton.cdiv(out_f, bm), triton.cdiv(in_f, bn))
-    _weight_update_kernel[grid](g, x, *x.stride(), w_dst, or_dummy(b_dst, weight),
+    _weight_update_kernel[grid](given(g.t(), x), g, x, *x.stride(), w_dst, or_dummy(b_dst, weight),
                                 batch, in_f, out_f, step, HAS_BIAS=bias is not None,
-                                BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, DOT_DTYPE=dot)  # fmt: skip
+                                BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, DOT_DTYPE=dot,
+                                GIVEN=library)  # fmt: skip
 
 
 def _launch_single(x, weight, bias, sg_weight, sg_bias, sg_table, labels, act, sg_scale,
@@ -320,16 +338,16 @@ def _linear_step(x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias, sg
             grad_x if compute_grad_x else None)  # fmt: skip
     programs = max(1, triton.cdiv(batch, SINGLE_ROWS))
     atomics = programs * (out_f * in_f + (in_f * in_f if prev else 0))
-    single = choose_path(path, out_f, atomics) == "single"
+    path = choose_path(path, out_f, atomics, work=batch * out_f * max(in_f, out_f))
     with on_device(x):
-        if single:
+        if path == "single":
             loss = torch.empty((), dtype=x.dtype, device=x.device)
             _launch_single(*args, prev, loss)
             return h, raw, grad_x, loss
-        _launch_multi(*args)
+        _launch_multi(*args, library=path == "cublas")
         if prev is None:
             return h, raw, grad_x, torch.zeros((), dtype=x.dtype, device=x.device)
-        sum_sq = launch_regression_gemm(prev, grad_x)
+        sum_sq = launch_regression_gemm(prev, grad_x, library=path == "cublas")
         return h, raw, grad_x, (sum_sq[0] / max(batch, 1)).to(x.dtype)
 
 

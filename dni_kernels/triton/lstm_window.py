@@ -42,7 +42,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import DOT_DTYPES, activation_derivative, activation_forward, check_device_and_dtype, on_device, pow2
+from ._common import (DOT_DTYPES, activation_derivative, activation_forward, check_device_and_dtype,
+                      library_product, on_device, pow2)
 
 @triton.jit
 def lstm_unit_forward(zi, zf, zg, zo, c_prev):
@@ -199,17 +200,6 @@ def _library_steps(batch: int, hidden: int) -> bool:
     return mode == "cublas" or (mode == "auto" and batch * 4 * hidden * hidden >= LIBRARY_STEP_MIN_WORK)
 
 
-def _product_fp32(a, b):
-    """a·b with a float32 result, the step kernels' accumulator precision (rounding a
-    half product before the gate math cost the CUDA steps their bf16 error bound):
-    cuBLAS's float32-output form for half operands on a GPU, float32 copies elsewhere."""
-    if a.dtype == torch.float32:
-        return torch.mm(a, b)
-    if a.is_cuda:
-        return torch.mm(a, b, out_dtype=torch.float32)
-    return torch.mm(a.float(), b.float())
-
-
 def _blocks(batch: int, hidden: int):
     bb, bh, bk = pow2(batch, hi=MAX_BLOCK_B), pow2(hidden, hi=BLOCK_H), pow2(hidden, hi=BLOCK_K)
     return bb, bh, bk, (triton.cdiv(batch, bb), triton.cdiv(hidden, bh))
@@ -234,7 +224,7 @@ def lstm_window_forward(x, h0, c0, w_ih, w_hh, bias=None):
             torch.mm(x_flat, w_ih.t(), out=z_flat)
         for t in range(steps if batch * hidden else 0):  # no empty grids
             hp, cp = (h0, c0) if t == 0 else (hs[t - 1], cs[t - 1])
-            rec = _product_fp32(hp, w_hh.t()) if library else gates[t]  # unread if fused
+            rec = library_product(hp, w_hh.t()) if library else gates[t]  # unread if fused
             _forward_step_kernel[grid](hp, *hp.stride(), cp, *cp.stride(), w_hh, *w_hh.stride(),
                                        rec, gates[t], cs[t], hs[t], batch, hidden,
                                        RECURRENT=not library, BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk,
@@ -269,7 +259,7 @@ def lstm_window_backward(grad_hs, grad_cs, grad_h_end, grad_c_end, x, h0, c0, w_
             cp = c0 if t == 0 else cs[t - 1]
             # dh_t from the later steps: the boundary gradient at the last step; otherwise
             # dz_{t+1} W_hh, in the kernel or (library steps) handed to it like grad_h_end.
-            dh_given = grad_h_end if last else (_product_fp32(dz[t + 1], w_hh) if library else None)
+            dh_given = grad_h_end if last else (library_product(dz[t + 1], w_hh) if library else None)
             _backward_step_kernel[grid](
                 dz[t + 1] if not last else dz[t], w_hh, *w_hh.stride(), gates[t], cs[t],
                 cp, *cp.stride(), *_strided(dh_given, dc),

@@ -2,7 +2,7 @@
 target (dni_kernels/reference.py::sg_update). linear_step's fused regression of the
 previous layer's SG (its prev_* chain) reuses the pieces below.
 
-Two paths, chosen by `_common.choose_path` (argument `path`, env DNI_TRITON_PATH):
+Three paths, chosen by `_common.choose_path` (argument `path`, env DNI_TRITON_PATH):
 
 * single launch (`_sg_update_single_kernel`): each program owns a block of batch
   rows; it forms e = ĝ_raw − δ for its rows and adds its partial sums (loss, eᵀh,
@@ -16,6 +16,8 @@ Two paths, chosen by `_common.choose_path` (argument `path`, env DNI_TRITON_PATH
   (read A, subtract, write: no F×F temporary); e is recomputed from ĝ_raw and δ while
   loading, never stored. The programs of the first tile column also own the loss,
   bias and class-table sums for their features.
+* "cublas": the tiled kernel reading eᵀh from a float32 [F, F] buffer that torch.mm
+  (cuBLAS on a GPU) computed first, e formed once in the activations' dtype.
 
 Nothing here is autotuned: the kernels update weights in place, so running one
 twice to time it would apply the update twice. Block sizes come from a small table.
@@ -35,6 +37,7 @@ from ._common import (
     choose_path,
     gather_labels,
     is_last_program,
+    library_product,
     on_device,
     or_dummy,
     pow2,
@@ -115,30 +118,35 @@ def _sg_update_single_kernel(h_ptr, s_hb, s_hf, raw_ptr, s_rb, s_rf, t_ptr, s_tb
 
 
 @triton.jit
-def sg_regression_gemm_kernel(h_ptr, s_hb, s_hf, raw_ptr, s_rb, s_rf, t_ptr, s_tb, s_tf,
+def sg_regression_gemm_kernel(p_ptr, h_ptr, s_hb, s_hf, raw_ptr, s_rb, s_rf, t_ptr, s_tb, s_tf,
                               y_ptr, s_y, A_ptr, a_ptr, C_ptr, ws_ptr, B, F, K, step,
                               HAS_BIAS: tl.constexpr, CONDITIONED: tl.constexpr,
                               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                              BLOCK_K: tl.constexpr, DOT_DTYPE: tl.constexpr):  # fmt: skip
+                              BLOCK_K: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                              GIVEN: tl.constexpr):  # fmt: skip
     """Tile (m, n) of A ← A − step·(2/B)·eᵀh; column-0 programs also do Σe², a, C.
-    ws = [loss | dC (K·F)], zero-filled; a program owns dC's columns of its tile."""
+    ws = [loss | dC (K·F)], zero-filled; a program owns dC's columns of its tile.
+    GIVEN: eᵀh is read from p_ptr ([F, F] float32, computed by the library)."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     m_mask = offs_m < F
     scaled_step = step * 2.0 / tl.maximum(B, 1)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, B, BLOCK_K):
-        rows = k0 + tl.arange(0, BLOCK_K)
-        emask = m_mask[:, None] & (rows < B)[None, :]
-        # eᵀ tile [features m, rows k], formed while loading.
-        raw = tl.load(raw_ptr + offs_m[:, None] * s_rf + rows[None, :] * s_rb, mask=emask, other=0.0)
-        tgt = tl.load(t_ptr + offs_m[:, None] * s_tf + rows[None, :] * s_tb, mask=emask, other=0.0)
-        hmask = (rows < B)[:, None] & (offs_n < F)[None, :]
-        h = tl.load(h_ptr + rows[:, None] * s_hb + offs_n[None, :] * s_hf, mask=hmask, other=0.0)
-        acc = tl.dot((raw - tgt).to(DOT_DTYPE), h.to(DOT_DTYPE), acc, input_precision="ieee")
     tile = m_mask[:, None] & (offs_n < F)[None, :]
+    if GIVEN:
+        acc = tl.load(p_ptr + offs_m[:, None] * F + offs_n[None, :], mask=tile, other=0.0)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k0 in range(0, B, BLOCK_K):
+            rows = k0 + tl.arange(0, BLOCK_K)
+            emask = m_mask[:, None] & (rows < B)[None, :]
+            # eᵀ tile [features m, rows k], formed while loading.
+            raw = tl.load(raw_ptr + offs_m[:, None] * s_rf + rows[None, :] * s_rb, mask=emask, other=0.0)
+            tgt = tl.load(t_ptr + offs_m[:, None] * s_tf + rows[None, :] * s_tb, mask=emask, other=0.0)
+            hmask = (rows < B)[:, None] & (offs_n < F)[None, :]
+            h = tl.load(h_ptr + rows[:, None] * s_hb + offs_n[None, :] * s_hf, mask=hmask, other=0.0)
+            acc = tl.dot((raw - tgt).to(DOT_DTYPE), h.to(DOT_DTYPE), acc, input_precision="ieee")
     update_tile(A_ptr, offs_m[:, None] * F + offs_n[None, :], tile, acc, scaled_step)
     if pid_n == 0:
         sum_sq = tl.zeros((BLOCK_M,), dtype=tl.float32)
@@ -208,9 +216,11 @@ class SgArgs(NamedTuple):
                 w, or_dummy(self.bias, w), or_dummy(self.table, w)]  # fmt: skip
 
 
-def launch_regression_gemm(sg: SgArgs, target: torch.Tensor) -> torch.Tensor:
+def launch_regression_gemm(sg: SgArgs, target: torch.Tensor, library: bool = False) -> torch.Tensor:
     """The tiled regression toward `target`; returns the float32 Σe² (a 1-element
-    workspace that the caller turns into the loss)."""
+    workspace that the caller turns into the loss). With `library` (the "cublas"
+    path) eᵀh is computed by library_product first, e = ĝ_raw − target formed in the
+    activations' dtype as the kernel forms it."""
     batch, feat = sg.h.shape
     k = sg.num_classes
     ws = torch.zeros(1 + k * feat, dtype=torch.float32, device=sg.h.device)
@@ -218,12 +228,13 @@ def launch_regression_gemm(sg: SgArgs, target: torch.Tensor) -> torch.Tensor:
     block_k = pow2(batch, hi=32)
     h, hs0, hs1, raw, rs0, rs1, y, ys, a_w, a_b, a_c = sg.pointer_args()
     grid = (triton.cdiv(feat, block_m), triton.cdiv(feat, block_n))
+    product = library_product((raw - target).t(), h) if library else ws
     sg_regression_gemm_kernel[grid](
-        h, hs0, hs1, raw, rs0, rs1, target, *target.stride(), y, ys, a_w, a_b, a_c, ws,
+        product, h, hs0, hs1, raw, rs0, rs1, target, *target.stride(), y, ys, a_w, a_b, a_c, ws,
         batch, feat, k, sg.step,
         HAS_BIAS=sg.bias is not None, CONDITIONED=k > 0,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-        DOT_DTYPE=DOT_DTYPES[h.dtype], num_warps=4,
+        DOT_DTYPE=DOT_DTYPES[h.dtype], GIVEN=library, num_warps=4,
     )  # fmt: skip
     return ws[:1]
 
@@ -241,11 +252,12 @@ def _sg_update(h, sg_raw, target, labels, sg_weight, sg_bias, sg_table, sg_weigh
     batch, feat = h.shape
     programs = max(1, triton.cdiv(batch, SINGLE_ROWS))
     # The single launch holds SINGLE_CHUNK-wide row tiles, whatever the width.
-    single = choose_path(path, min(feat, SINGLE_CHUNK), programs * feat * feat) == "single"
+    path = choose_path(path, min(feat, SINGLE_CHUNK), programs * feat * feat, work=batch * feat * feat)
     with on_device(h):
-        if not single:
-            return (launch_regression_gemm(sg, target)[0] / max(batch, 1)).to(h.dtype)
-        return _launch_single(sg, target, programs)
+        if path == "single":
+            return _launch_single(sg, target, programs)
+        sum_sq = launch_regression_gemm(sg, target, library=path == "cublas")
+        return (sum_sq[0] / max(batch, 1)).to(h.dtype)
 
 
 def _launch_single(sg: SgArgs, target: torch.Tensor, programs: int) -> torch.Tensor:
