@@ -11,18 +11,21 @@ SEEDS = (0, 1)
 
 
 def test_dni_and_cdni_beat_no_bprop_and_approach_backprop(one_thread):
-    recipe = Recipe()  # the documented default: 3 × 256 ReLU, Adam, 20 epochs
+    recipe = Recipe()  # the documented default: 3 × 256 ReLU, Adam, batch 16, 20 epochs
     acc = {m: [round(100 * train(m, recipe, seed).test_accuracy, 1) for seed in SEEDS]
            for m in METHODS}  # fmt: skip
     mean = {m: sum(v) / len(v) for m, v in acc.items()}
     print("\n" + "\n".join(f"{m:>9}: {mean[m]:5.1f} %  (seeds {acc[m]})" for m in METHODS))
-    # Measured on this recipe: backprop ~97, cDNI ~92, DNI ~90.5, No-Bprop ~85.
+    # Measured on this recipe (seeds 0, 1): backprop 97.6, 96.7; DNI 96.2, 96.4; cDNI
+    # 96.4, 96.7; No-Bprop 88.2, 89.8. cDNI ties backprop on seed 1, so it is held to
+    # "within a point", not below.
     for seed in range(len(SEEDS)):
-        assert acc["dni"][seed] > acc["nobprop"][seed] + 2.5
-        assert acc["cdni"][seed] > acc["nobprop"][seed] + 3.5
-        assert acc["backprop"][seed] > max(acc["dni"][seed], acc["cdni"][seed])
-    assert mean["backprop"] - mean["dni"] < 10
-    assert mean["backprop"] - mean["cdni"] < 8
+        assert acc["dni"][seed] > acc["nobprop"][seed] + 5
+        assert acc["cdni"][seed] > acc["nobprop"][seed] + 5
+        assert acc["backprop"][seed] >= acc["dni"][seed]
+        assert acc["cdni"][seed] <= acc["backprop"][seed] + 1
+    assert mean["backprop"] - mean["dni"] < 2
+    assert mean["backprop"] - mean["cdni"] < 2
 
 
 def test_demo_cli_prints_table_and_saves_plot(tmp_path, capsys, one_thread):
