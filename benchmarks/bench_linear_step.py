@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import bench_main, env_var, environment, print_table, sgemm_column, time_columns  # noqa: E402
+from common import bench_main, environment, print_table, sgemm_column, time_columns, under_env  # noqa: E402
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -54,12 +54,9 @@ def columns(device: torch.device) -> dict:
 
     def fused(backend=None, path_env=None, path=None):
         def step(x, w, b, a, ab):
-            if path_env is None:
-                return ops.linear_step(x, w, b, a, ab, backend=backend, **kw)
-            with env_var(path_env, path):
-                return ops.linear_step(x, w, b, a, ab, backend=backend, **kw)
+            return ops.linear_step(x, w, b, a, ab, backend=backend, **kw)
 
-        return step
+        return step if path_env is None else under_env(path_env, path, step)
 
     def eager(x, w, b, a, ab):
         return reference.linear_step(x, w, b, a, ab, **kw)

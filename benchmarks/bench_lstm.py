@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import bench_main, env_var, environment, print_table, sgemm_column, time_columns  # noqa: E402
+from common import bench_main, environment, print_table, sgemm_column, time_columns, under_env  # noqa: E402
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -114,27 +114,16 @@ def columns(t: dict) -> dict:
     if not t["x"].is_cuda:
         return cols
 
-    def window_with(step_gemm):
-        def run():
-            with env_var("DNI_CUDA_LSTM_STEP", step_gemm):
-                window()
-
-        return run
-
-    def triton_with(step_gemm):
-        def run():
-            with env_var("DNI_TRITON_LSTM_STEP", step_gemm):
-                fused_with(x_leaf, "triton")()
-
-        return run
+    triton = fused_with(x_leaf, "triton")
 
     def nn_lstm_fp32():
         with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
             nn_lstm()
 
-    return {**cols, "window_fused_steps": window_with("fused"),
-            "window_cublas_steps": window_with("cublas"), "triton": fused_with(x_leaf, "triton"),
-            "triton_fused_steps": triton_with("fused"), "triton_cublas_steps": triton_with("cublas"),
+    return {**cols, "window_fused_steps": under_env("DNI_CUDA_LSTM_STEP", "fused", window),
+            "window_cublas_steps": under_env("DNI_CUDA_LSTM_STEP", "cublas", window), "triton": triton,
+            "triton_fused_steps": under_env("DNI_TRITON_LSTM_STEP", "fused", triton),
+            "triton_cublas_steps": under_env("DNI_TRITON_LSTM_STEP", "cublas", triton),
             "nn_lstm_fp32": nn_lstm_fp32}  # fmt: skip
 
 

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import bench_main, env_var, environment, print_table, sgemm_column, time_columns  # noqa: E402
+from common import bench_main, environment, print_table, sgemm_column, time_columns, under_env  # noqa: E402
 
 from dni_kernels import ops, reference  # noqa: E402
 
@@ -42,20 +42,17 @@ def columns(device):
     # A tiny lr keeps the repeatedly updated SG finite; the work is the same for any lr.
     compiled_ref = torch.compile(reference.sg_update)
 
-    def fused_with(path):
-        def step(*t):
-            with env_var("DNI_CUDA_PATH", path):
-                return ops.sg_update(*t, lr=1e-6)
-
-        return step
+    def fused(*t):
+        return ops.sg_update(*t, lr=1e-6)
 
     cols = {
-        "fused": lambda *t: ops.sg_update(*t, lr=1e-6),
+        "fused": fused,
         "eager": lambda *t: reference.sg_update(*t, lr=1e-6),
         "compile": lambda *t: compiled_ref(*t, lr=1e-6),
     }
     if device.type == "cuda":
-        cols.update(fused_tiled=fused_with("multi"), fused_cublas=fused_with("cublas"))
+        cols.update(fused_tiled=under_env("DNI_CUDA_PATH", "multi", fused),
+                    fused_cublas=under_env("DNI_CUDA_PATH", "cublas", fused))
     return cols
 
 

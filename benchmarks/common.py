@@ -43,6 +43,17 @@ def env_var(name: str, value: str):
             os.environ[name] = old
 
 
+def under_env(name: str, value: str, fn):
+    """fn with $name = value while it runs: a benchmark column that forces one of an
+    op's paths (the ops read their path switches on every call)."""
+
+    def run(*args):
+        with env_var(name, value):
+            return fn(*args)
+
+    return run
+
+
 def median_seconds(fn, *, device: torch.device, min_run_time: float = 1.0) -> float:
     """Median time of `fn()` after warm-up: torch.utils.benchmark on CPU, CUDA-event
     timing via triton.testing.do_bench on a GPU (never wall-clock around async work)."""
