@@ -134,7 +134,9 @@ def test_auto_path_rule(monkeypatch):
      dict(mode="grads", bias=False, chain=True, activation="sigmoid"),
      dict(mode="sgd", num_classes=1, sg_bias=False, activation="identity")],
 )  # fmt: skip
-def test_opcheck(cfg):
+@pytest.mark.parametrize("triton_path", ["auto", "cublas"])  # cublas: products from torch.mm
+def test_opcheck(cfg, triton_path, monkeypatch):
+    monkeypatch.setenv("DNI_TRITON_PATH", triton_path)
     case = make_linear_step_case(5, 9, 7, **cfg)
     torch.library.opcheck(torch.ops.dni.linear_step_triton.default, case.op_args())
     if case.prev is None:

@@ -60,7 +60,9 @@ def test_large_on_gpu(shape, dtype):
 
 @pytest.mark.skipif(not INTERPRETED, reason="CPU tensors need TRITON_INTERPRET=1")
 @pytest.mark.parametrize("cfg", [dict(num_classes=10, mode="sgd", noncontig=True), dict(num_classes=None, mode="grads")])
-def test_opcheck(cfg):
+@pytest.mark.parametrize("triton_path", ["auto", "cublas"])  # cublas: products from torch.mm
+def test_opcheck(cfg, triton_path, monkeypatch):
+    monkeypatch.setenv("DNI_TRITON_PATH", triton_path)
     case = make_sg_update_case(5, 7, **cfg)
     torch.library.opcheck(torch.ops.dni.sg_update_triton.default, case.op_args())
 
