@@ -4,9 +4,9 @@
 // default) are PyTorch's own. Compiled by the host compiler; the .cu launchers call it
 // between their kernels, on the same stream.
 #include <ATen/ops/from_blob.h>
-#include <ATen/ops/mm.h>
 #include <c10/cuda/CUDAFunctions.h>
 
+#include "host.h"
 #include "params.h"
 
 namespace dni::cuda {
@@ -23,16 +23,12 @@ at::ScalarType scalar_type(ElementType t) {
   }
 }
 
-// A view of `m` as a [rows, cols] float32 tensor on the current device: the memory
-// itself when it is float32, otherwise a float32 copy (half operands meet float32
-// ones, e.g. g, in every product; the kernels' own GEMM also converts as it loads).
-at::Tensor as_float(const Matrix& m, int64_t rows, int64_t cols) {
+// `m` as a [rows, cols] tensor of its own dtype on the current device (no copy).
+at::Tensor as_tensor(const Matrix& m, int64_t rows, int64_t cols) {
   const auto options = at::TensorOptions()
                            .dtype(scalar_type(m.type))
                            .device(at::kCUDA, c10::cuda::current_device());
-  const at::Tensor t =
-      at::from_blob(const_cast<void*>(m.data), {rows, cols}, {m.s_r, m.s_c}, options);
-  return t.to(at::kFloat);
+  return at::from_blob(const_cast<void*>(m.data), {rows, cols}, {m.s_r, m.s_c}, options);
 }
 
 }  // namespace
@@ -48,7 +44,7 @@ void cublas_product(const Matrix& a, const Matrix& b, int64_t m, int64_t n, int6
     return;
   }
   // mm_out copies an operand with no unit stride before cuBLAS sees it.
-  at::mm_out(c, as_float(a, m, k), as_float(b, k, n));
+  float_product_out(c, as_tensor(a, m, k), as_tensor(b, k, n));
 }
 
 }  // namespace dni::cuda

@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -43,6 +44,20 @@ inline std::string cuda_path_setting() {
   TORCH_CHECK(mode == "auto" || mode == "single" || mode == "multi" || mode == "cublas",
               "dni: DNI_CUDA_PATH must be auto, single, multi or cublas, got '", mode, "'");
   return mode;
+}
+
+// out (float32, [M, N]) = a · b on cuBLAS, accumulated in float32 and never rounded to
+// a half dtype: float32 operands as they are, two half operands of one dtype through
+// cuBLAS's float32-output form, mixed ones (half activations, float32 parameters) as
+// float32 copies.
+inline void float_product_out(Tensor& out, const Tensor& a, const Tensor& b) {
+  if (a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat) {
+    at::mm_out(out, a, b);
+  } else if (a.scalar_type() == b.scalar_type()) {
+    at::mm_out(out, a, b, at::kFloat);
+  } else {
+    at::mm_out(out, a.to(at::kFloat), b.to(at::kFloat));
+  }
 }
 
 // Half activations with float32 parameters ("master weights")? (checks.cpp allows

@@ -49,15 +49,6 @@ LstmStepGemm choose_step_gemm(int64_t batch, int64_t hidden) {
   return mode == "cublas" ? LstmStepGemm::kCublas : LstmStepGemm::kInKernel;
 }
 
-// out (float32) = a · b, accumulated in float32 and not rounded to a's dtype.
-void mm_float_out(Tensor& out, const Tensor& a, const Tensor& b) {
-  if (a.scalar_type() == at::kFloat) {
-    at::mm_out(out, a, b);
-  } else {
-    at::mm_out(out, a, b, at::kFloat);
-  }
-}
-
 // Step t of a [T, rows, cols] tensor as the kernels' plain parameters. Tensor::select
 // gives the same at about 3 µs of host time per call; with 11 per step, at T = 8,
 // B = 32, H = 256 on an H100 that host time, not the GPU, set the window's time.
@@ -102,7 +93,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cuda(const Tensor& x, con
     for (int64_t t = 0; t < steps; ++t) {
       LstmForwardStep p;
       if (gemm == LstmStepGemm::kCublas) {
-        mm_float_out(recurrent, t == 0 ? h0 : hs.select(0, t - 1), w_hh.t());
+        float_product_out(recurrent, t == 0 ? h0 : hs.select(0, t - 1), w_hh.t());
         p.recurrent = recurrent.data_ptr<float>();
       }
       p.batch = batch;
@@ -145,7 +136,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
       p.hidden = hidden;
       const bool last = t == steps - 1;
       if (!last && gemm == LstmStepGemm::kCublas) {
-        mm_float_out(dh_next, dz.select(0, t + 1), w_hh);
+        float_product_out(dh_next, dz.select(0, t + 1), w_hh);
         p.dh_next = dh_next.data_ptr<float>();
       } else if (!last) {
         p.dz_next = step_data(dz, t + 1);

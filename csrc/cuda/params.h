@@ -30,8 +30,8 @@ struct Matrix {
 };
 
 // out [m, n] (float32, row-major, contiguous) = a [m, k] · b [k, n], in float32 on
-// cuBLAS (through ATen's matmul: the current stream, ATen's handle, its TF32 setting),
-// operands of another type or with no unit stride copied first. Host code, defined in
+// cuBLAS (through ATen's matmul: the current stream, ATen's handle, its TF32 setting;
+// dtypes as host.h::float_product_out, operands with no unit stride copied first). Host code, defined in
 // cublas_product.cpp (compiled by the host compiler, so these .cu files stay free of
 // ATen headers); the kernels' launchers call it between their own launches.
 void cublas_product(const Matrix& a, const Matrix& b, int64_t m, int64_t n, int64_t k,
