@@ -2,6 +2,8 @@
 // TORCH_LIBRARY_IMPL(dni, CPU|CUDA, m); fake kernels and autograd live in Python
 // (dni_kernels/ops.py). Arguments an op updates in place carry (x!) and are not
 // returned.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
 #include <string>
@@ -73,11 +75,26 @@ std::string validation_args(const char* args) {
   }
   return out + "-> ()";
 }
+
+// The ops run in the dtypes they are given, under torch.autocast too: autocast may not
+// cast weights that an op updates in place, and the ATen products inside the kernels
+// (oneDNN, BLAS, cuBLAS, torch.mm in the Triton launchers) must not turn float32 into
+// bfloat16 or float16 behind the op's back. So each op's autocast kernel turns
+// autocast off and calls the op again, on the layers below (autograd, then the
+// device's kernel); autocast's own state is restored on return.
+void run_without_autocast(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  op.callBoxed(stack);
+}
 }  // namespace
 
 TORCH_LIBRARY(dni, m) {
   auto def = [&](const std::string& name, const char* args) {
     m.def(torch::schema((name + args).c_str()));
+    for (const auto key : {c10::DispatchKey::AutocastCPU, c10::DispatchKey::AutocastCUDA}) {
+      m.impl(name.c_str(), torch::dispatch(key, torch::CppFunction::makeFromBoxedFunction<
+                                            &run_without_autocast>()));
+    }
   };
   // One decoupled layer step (see dni_kernels/reference.py::linear_step). Optional
   // prev_* group: the lower layer's SG regression toward this step's grad_x.

@@ -125,6 +125,31 @@ def test_trains_with_any_optimizer(optimizer):
         assert not torch.equal(p, start[name]), name
 
 
+def test_autocast_changes_nothing():
+    """Windows trained inside a CPU autocast region (float32 model): the same outputs
+    and parameters, bit for bit, as without it (the ops run in their inputs' dtypes,
+    test_autocast.py)."""
+    states = []
+    for on in (False, True):
+        model = make_model(aux=True, sg_reads_cell=True).float()
+        randomise_heads(model)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+        outs = []
+        for x, y in windows(3):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on):
+                out, _ = model(x.float())
+                loss = loss_fn(out, y.float())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            outs.append(out.detach())
+        states.append((outs, model.state_dict()))
+    (outs, plain), (outs_cast, cast) = states
+    assert all(torch.equal(a, b) for a, b in zip(outs, outs_cast))
+    for name, p in plain.items():
+        assert torch.equal(cast[name], p), name
+
+
 def test_state_carried_and_reset():
     model = make_model()
     randomise_heads(model)

@@ -72,6 +72,30 @@ def test_torch_compile_fullgraph_training_step(update):
     assert (after["layers.0.weight"] - init["layers.0.weight"]).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("update", ["grads", "sgd"])
+def test_trains_under_autocast(update):
+    """A float32 DNIMLP trains inside a CPU autocast region (the head then computes in
+    bfloat16). Over two steps the first layer's update depends only on its inputs and
+    the initial SGs of the first two layers, not on the head, so it is bit-identical
+    to training without autocast: the fused ops never see autocast (test_autocast.py)."""
+    kw = dict(update="sgd", lr=0.1, lr_sg=0.5) if update == "sgd" else {}
+    after = []
+    for on in (False, True):
+        model = make_mlp(conditioned_on=CLASSES, **kw)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x, y in batches(2):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on):
+                loss = F.cross_entropy(model(x, labels=y), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            assert torch.isfinite(loss)
+        after.append(params(model))
+    plain, cast = after
+    assert all(p.dtype == torch.float32 for p in cast.values())
+    assert torch.equal(cast["layers.0.weight"], plain["layers.0.weight"])
+
+
 def test_backward_interface_after_any_module_matches_fused_layer():
     """nn.Linear → ReLU → BackwardInterface(LinearSynthesizer) is a DNILinear: the
     generic reference path and the fused op must give the same gradients."""

@@ -3,9 +3,11 @@
 Importing this package registers them for CUDA tensors and for CPU tensors; on CPU
 they run only in Triton's interpreter (TRITON_INTERPRET=1, set before this import)
 and raise a clear error otherwise. `linear_step` and `sg_update` are the launchers
-with the reference's signatures plus `path` ("auto" | "single" | "multi", see
-linear_step.py for the dispatch rule), for tests and benchmarks:
-dni_kernels.triton.linear_step.linear_step(..., path="single").
+with the reference's signatures plus `path` ("auto" | "single" | "multi" | "cublas",
+see linear_step.py for the dispatch rule), for tests and benchmarks:
+dni_kernels.triton.linear_step.linear_step(..., path="single"). They call the
+kernels directly, bypassing the op's autocast kernel (csrc/ops.cpp): run them outside
+torch.autocast, or call the ops.
 """
 
 import torch
