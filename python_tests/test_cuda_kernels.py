@@ -233,12 +233,14 @@ def _our_kernels_launched(fn):
 
 @GPU
 @pytest.mark.parametrize("shape,kernel", [((32, 1024, 1024), "epilogue_kernel"),  # 2^25: cuBLAS
+                                          ((32, 64, 1024), "epilogue_kernel"),  # the SG's B·O²
+                                          ((32, 1024, 64), "epilogue_kernel"),  # the chain's B·I²
                                           ((256, 256, 256), "gemm_kernel"),  # 2^24: multi
                                           ((4096, 64, 64), "linear_step_single_kernel")])  # fmt: skip
 def test_auto_path_rule(shape, kernel, monkeypatch):
-    """DNI_CUDA_PATH=auto (params.h): cuBLAS from 2^25 multiply-adds per product, the
-    single kernel for narrow layers with large batches, multi otherwise; each path's
-    result still matches the reference at these sizes."""
+    """DNI_CUDA_PATH=auto (params.h): cuBLAS from 2^25 multiply-adds in the largest
+    product, the single kernel for narrow layers with large batches, multi otherwise;
+    each path's result still matches the reference at these sizes."""
     monkeypatch.setenv("DNI_CUDA_PATH", "auto")
     case = make_linear_step_case(*shape, device="cuda", num_classes=10, chain=True, chain_classes=3)
     launched = _our_kernels_launched(

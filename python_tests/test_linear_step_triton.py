@@ -118,6 +118,11 @@ def test_auto_path_rule(monkeypatch):
     assert _common.choose_path(None, 64, 10, work=(1 << 25) - 1) == "single"
     assert _common.choose_path("multi", 3, 1, work=1 << 30) == "multi"
     assert _common.choose_path("cublas", 3, 1) == "cublas"
+    # The work is the largest product's: the SG's B·O², the chain's B·I² count too.
+    assert _common.largest_product_work(32, 1024, 1024, chained=False) == 1 << 25
+    assert _common.largest_product_work(32, 64, 1024, chained=False) == 1 << 25
+    assert _common.largest_product_work(32, 1024, 64, chained=True) == 1 << 25
+    assert _common.largest_product_work(32, 1024, 64, chained=False) == 1 << 21
     monkeypatch.setenv("DNI_TRITON_PATH", "multi")
     assert _common.choose_path(None, 3, 1) == "multi"
     assert _common.choose_path("single", 3, 1) == "single"  # the argument wins

@@ -23,23 +23,31 @@ at::ScalarType scalar_type(ElementType t) {
   }
 }
 
-// `m` as a [rows, cols] tensor of its own dtype on the current device (no copy).
+// A [rows, cols] view of device memory (no copy). The device is given, not looked up:
+// from_blob would otherwise ask the driver where `data` lives (cudaPointerGetAttributes)
+// for every operand of every product.
+at::Tensor on_current_device(void* data, int64_t rows, int64_t cols, int64_t row_stride,
+                             int64_t col_stride, at::ScalarType dtype) {
+  const at::Device device(at::kCUDA, c10::cuda::current_device());
+  return at::for_blob(data, {rows, cols})
+      .strides({row_stride, col_stride})
+      .options(at::TensorOptions().dtype(dtype).device(device))
+      .target_device(device)
+      .make_tensor();
+}
+
 at::Tensor as_tensor(const Matrix& m, int64_t rows, int64_t cols) {
-  const auto options = at::TensorOptions()
-                           .dtype(scalar_type(m.type))
-                           .device(at::kCUDA, c10::cuda::current_device());
-  return at::from_blob(const_cast<void*>(m.data), {rows, cols}, {m.s_r, m.s_c}, options);
+  return on_current_device(const_cast<void*>(m.data), rows, cols, m.s_r, m.s_c,
+                           scalar_type(m.type));
 }
 
 }  // namespace
 
 void cublas_product(const Matrix& a, const Matrix& b, int64_t m, int64_t n, int64_t k,
                     float* out) {
-  const auto options =
-      at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, c10::cuda::current_device());
-  at::Tensor c = at::from_blob(out, {m, n}, options);
+  at::Tensor c = on_current_device(out, m, n, n, 1, at::kFloat);
   if (k == 0) {
-    // An empty operand's pointer may be null, which from_blob cannot place on a device.
+    // An empty sum: zeros, without viewing the (possibly null) empty operands.
     c.zero_();
     return;
   }

@@ -84,9 +84,11 @@ void with_activation_type(at::ScalarType dt, F&& f) {
 class Carver {
  public:
   explicit Carver(float* base) : base_(base) {}
+  // Every region starts 16-byte aligned, as cuBLAS's vectorised kernels want the
+  // product scratch (4 floats; the allocator aligns the base).
   float* take(int64_t n) {
     float* p = base_ != nullptr ? base_ + used_ : nullptr;
-    used_ += n;
+    used_ += (n + 3) / 4 * 4;
     return p;
   }
   int64_t used() const { return used_; }

@@ -6,9 +6,9 @@
 //   multi   tiled GEMMs with fused epilogues (linear_step_multi.cuh); any size.
 //   cublas  multi's stages with every product on cuBLAS, each epilogue a separate
 //           elementwise kernel; any size.
-//   auto    cublas from 2^25 multiply-adds per product (params.h::prefers_cublas),
-//           else single when in, out <= 256 and batch >= 2048 (prefers_single), else
-//           multi. An empty batch always takes multi (no rows, no blocks).
+//   auto    cublas from 2^25 multiply-adds in the largest product (B·I·O, B·O² or,
+//           chained, B·I²: params.h::largest_product_work), else single when in,
+//           out <= 256 and batch >= 2048 (prefers_single), else multi. An empty batch always takes multi (no rows, no blocks).
 // The single path's feature limit is set by construction (its shared memory). The
 // batch rule is measured: on an H100 (float32, relu, width 256) the multi path took
 // 0.11 ms to single's 0.22 ms at batch 32 and 256, and 0.45 ms to 0.38 ms at 4096;
@@ -29,7 +29,7 @@
 namespace dni::cuda {
 namespace {
 
-Path choose_path(int64_t batch, int64_t in, int64_t out) {
+Path choose_path(int64_t batch, int64_t in, int64_t out, bool chained) {
   const std::string mode = cuda_path_setting();
   if (batch == 0 || mode == "multi") return Path::kMulti;
   if (mode == "cublas") return Path::kCublas;
@@ -40,7 +40,7 @@ Path choose_path(int64_t batch, int64_t in, int64_t out) {
                 " (unset it, or set auto or multi)");
     return Path::kSingle;
   }
-  if (prefers_cublas(batch, in, out)) return Path::kCublas;
+  if (prefers_cublas(largest_product_work(batch, in, out, chained))) return Path::kCublas;
   return prefers_single(batch, in, out) ? Path::kSingle : Path::kMulti;
 }
 
@@ -66,7 +66,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cuda(
   TORCH_CHECK(x.is_cuda(), "dni: linear_step CUDA kernel got x on ", x.device());
   check_cuda_dtype(x, "linear_step");
   const int64_t batch = x.size(0), in = x.size(1), out = weight.size(0);
-  const Path path = choose_path(batch, in, out);
+  const Path path = choose_path(batch, in, out, prev.has_value());
 
   const c10::cuda::CUDAGuard guard(x.device());
   const auto opts = x.options();

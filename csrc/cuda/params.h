@@ -6,6 +6,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "dni/math.h"
@@ -117,16 +118,23 @@ inline bool prefers_single(int64_t batch, int64_t in, int64_t out) {
   return in <= kSingleMaxFeatures && out <= kSingleMaxFeatures && batch >= kSingleMinBatch;
 }
 
-// Products of at least 2^25 multiply-adds (batch · in · out) go to cuBLAS under
-// DNI_CUDA_PATH=auto, for linear_step and sg_update alike. Taken from the H100 runs of
+// Under DNI_CUDA_PATH=auto an op takes cuBLAS when its largest product has at least
+// 2^25 multiply-adds (largest_product_work), for linear_step and sg_update alike. Taken from the H100 runs of
 // bench_linear_step, where eager PyTorch (cuBLAS plus separate elementwise kernels, the
 // cuBLAS path's structure) beat the tiled GEMM from there on (B = 32, I = O = 1024:
 // 0.18 against 0.35 ms; B = 4096, I = O = 256: 0.21 against 0.38 ms) and lost below it
 // (B = 256, I = O = 256: 0.35 against 0.12 ms). The cuBLAS path itself is not yet
 // measured on a GPU.
 constexpr int64_t kCublasMinWork = int64_t{1} << 25;
-inline bool prefers_cublas(int64_t batch, int64_t in, int64_t out) {
-  return batch * in * out >= kCublasMinWork;
+inline bool prefers_cublas(int64_t largest_product_work) {
+  return largest_product_work >= kCublasMinWork;
+}
+
+// linear_step's largest product: B·I·O (forward, grad_x, update), B·O² (the SG) or,
+// chained, B·I² (the lower layer's SG regression). dni_kernels/triton/linear_step.py
+// uses the same rule.
+inline int64_t largest_product_work(int64_t batch, int64_t in, int64_t out, bool chained) {
+  return batch * std::max({in * out, out * out, chained ? in * in : int64_t{0}});
 }
 
 // T: the activation dtype (float, c10::Half, c10::BFloat16); `params_fp32` selects

@@ -20,7 +20,7 @@ namespace {
 bool use_cublas(int64_t batch, int64_t feat) {
   const std::string mode = cuda_path_setting();
   if (batch == 0) return false;  // eᵀh has K = 0: the tiled GEMM adds zeros
-  return mode == "cublas" || (mode == "auto" && prefers_cublas(batch, feat, feat));
+  return mode == "cublas" || (mode == "auto" && prefers_cublas(batch * feat * feat));
 }
 
 Tensor sg_update_cuda(const Tensor& h, const Tensor& sg_raw, const Tensor& target,

@@ -28,10 +28,17 @@ SINGLE_MAX_FEATURES = 128
 # GEMMs, which write each gradient element once, win. Heuristic, not GPU-tuned.
 SINGLE_MAX_ATOMIC_ELEMENTS = 1 << 20
 # "auto" hands the tiled path's products to the library (torch.mm: cuBLAS on a GPU)
-# from this many multiply-adds per product, the CUDA kernels' rule (csrc/cuda/params.h):
+# from this many multiply-adds in an op's largest product, the CUDA kernels' rule
+# (csrc/cuda/params.h::largest_product_work):
 # on the H100 the tiled Triton path measured 1.3–2.3× slower than eager PyTorch from
 # 1024 features up.
 LIBRARY_MIN_WORK = 1 << 25
+
+
+def largest_product_work(batch: int, in_f: int, out_f: int, chained: bool) -> int:
+    """linear_step's largest product in multiply-adds: B·I·O (forward, grad_x, update),
+    B·O² (the SG) or, chained, B·I² (the lower layer's SG regression)."""
+    return batch * max(in_f * out_f, out_f * out_f, in_f * in_f if chained else 0)
 
 
 @triton.jit
@@ -112,7 +119,9 @@ def product_tile(p_ptr, a_ptr, s_am, s_ak, b_ptr, s_bk, s_bn, offs_m, offs_n, M,
     library beforehand (float32, contiguous; see library_product)."""
     if GIVEN:
         mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
-        acc = tl.load(p_ptr + offs_m[:, None] * N + offs_n[None, :], mask=mask, other=0.0)
+        # int64 row offsets: an O×I update product can pass 2^31 elements.
+        rows = offs_m.to(tl.int64)[:, None] * N
+        acc = tl.load(p_ptr + rows + offs_n[None, :], mask=mask, other=0.0)
     else:
         acc = mma(a_ptr, s_am, s_ak, b_ptr, s_bk, s_bn, offs_m, offs_n, M, N, K,
                   BLOCK_M, BLOCK_N, BLOCK_K, DOT_DTYPE)  # fmt: skip
@@ -177,8 +186,8 @@ def check_device_and_dtype(x: torch.Tensor) -> None:
 
 def choose_path(path: Optional[str], features: int, atomic_elements: int, work: int = 0) -> str:
     """'single', 'multi' or 'cublas' from the `path` argument, else $DNI_TRITON_PATH,
-    else auto: the library's products from LIBRARY_MIN_WORK multiply-adds per product
-    (`work`, the largest), else the single launch while `features` (its widest row
+    else auto: the library's products from LIBRARY_MIN_WORK multiply-adds in the op's
+    largest product (`work`), else the single launch while `features` (its widest row
     tile) fits in registers and the atomically reduced partial gradients stay under
     SINGLE_MAX_ATOMIC_ELEMENTS, else the tiled kernels."""
     path = path or os.environ.get("DNI_TRITON_PATH") or "auto"

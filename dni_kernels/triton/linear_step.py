@@ -3,7 +3,8 @@
 regression toward this step's grad_x (the prev_* chain).
 
 Three paths, chosen by `_common.choose_path` (argument `path`, env DNI_TRITON_PATH;
-"auto" = "cublas" from 2²⁵ multiply-adds per product, else single launch for
+"auto" = "cublas" from 2²⁵ multiply-adds in the largest product (B·I·O, B·O² or,
+chained, B·I²), else single launch for
 out_features ≤ 64 while programs × (O·I + I·I with the chain) ≤ 2²⁰ atomically added
 elements, else tiled; see _common.py):
 
@@ -60,6 +61,7 @@ from ._common import (
     choose_path,
     gather_labels,
     is_last_program,
+    largest_product_work,
     library_product,
     mma,
     on_device,
@@ -338,7 +340,8 @@ def _linear_step(x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias, sg
             grad_x if compute_grad_x else None)  # fmt: skip
     programs = max(1, triton.cdiv(batch, SINGLE_ROWS))
     atomics = programs * (out_f * in_f + (in_f * in_f if prev else 0))
-    path = choose_path(path, out_f, atomics, work=batch * out_f * max(in_f, out_f))
+    work = largest_product_work(batch, in_f, out_f, chained=prev is not None)
+    path = choose_path(path, out_f, atomics, work=work)
     with on_device(x):
         if path == "single":
             loss = torch.empty((), dtype=x.dtype, device=x.device)
@@ -355,7 +358,7 @@ def linear_step(x, weight, bias, sg_weight, sg_bias=None, sg_table=None, labels=
                 activation="relu", sg_scale=1.0, lr, weight_grad=None, bias_grad=None,
                 prev=None, compute_grad_x=True, path: Optional[str] = None):  # fmt: skip
     """The Triton linear_step with the reference's signature (``prev`` a
-    reference.PrevSG), plus `path` ("auto" | "single" | "multi"; default
+    reference.PrevSG), plus `path` ("auto" | "single" | "multi" | "cublas"; default
     $DNI_TRITON_PATH or "auto")."""
     p = prev if prev is not None else PrevSG(None, None, None)
     return _linear_step(x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias,

@@ -280,6 +280,6 @@ def sg_update(h, sg_raw, target, sg_weight, sg_bias=None, sg_table=None, labels=
               lr, sg_weight_grad=None, sg_bias_grad=None, sg_table_grad=None,
               path: Optional[str] = None) -> torch.Tensor:  # fmt: skip
     """The Triton sg_update with the reference's signature, plus `path`
-    ("auto" | "single" | "multi"; default $DNI_TRITON_PATH or "auto")."""
+    ("auto" | "single" | "multi" | "cublas"; default $DNI_TRITON_PATH or "auto")."""
     return _sg_update(h, sg_raw, target, labels, sg_weight, sg_bias, sg_table,
                       sg_weight_grad, sg_bias_grad, sg_table_grad, lr, path)  # fmt: skip
