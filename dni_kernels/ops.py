@@ -251,8 +251,9 @@ _DIRECT_AUTOGRAD: dict = {}
 def _with_autograd(op):
     """`op` with the autograd registered for it, at the lowest per-call cost: the
     direct autograd.Function of _register_direct in eager mode, `op` itself (whose
-    registration torch.compile reads) while compiling."""
-    if torch.compiler.is_compiling():
+    registration torch.compile reads) while compiling and under torch.func transforms
+    (vmap batches the registered op; the direct Function has no vmap rule)."""
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
         return op
     return _DIRECT_AUTOGRAD.get(op, op)
 
@@ -280,6 +281,22 @@ def _register_direct(op, setup_context, backward) -> None:
             return backward(ctx, *grads)
 
     _DIRECT_AUTOGRAD[op] = Direct.apply
+
+
+def _differentiable_once(backward):
+    """`backward`, refusing backward(create_graph=True): the kernels it calls have no
+    autograd of their own, so the gradients it returns cannot be differentiated again,
+    and a double backward would silently treat them as constants."""
+
+    def checked(ctx, *grads):
+        if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            raise RuntimeError(
+                "dni: the LSTM window ops are differentiable once: their gradients "
+                "cannot be differentiated again (backward with create_graph=True, "
+                "double backward, gradgradcheck)")
+        return backward(ctx, *grads)
+
+    return checked
 
 
 def _sg_input(h: Tensor, c: Tensor, sg_reads_cell: bool) -> Tensor:
@@ -355,7 +372,8 @@ def _register_lstm() -> None:
         return _window_backward
 
     for suffix in ("", "_triton"):  # the backward runs on the forward's backend
-        backward = _window_backward_of(getattr(torch.ops.dni, f"lstm_window_backward{suffix}").default)
+        backward = _differentiable_once(
+            _window_backward_of(getattr(torch.ops.dni, f"lstm_window_backward{suffix}").default))
         torch.library.register_autograd(f"dni::lstm_window_forward{suffix}", backward,
                                         setup_context=_window_setup)  # fmt: skip
         _register_direct(getattr(torch.ops.dni, f"lstm_window_forward{suffix}").default,
@@ -402,7 +420,7 @@ def _register_lstm() -> None:
                 None, None, None, None)  # fmt: skip
 
     for suffix in ("", "_triton"):  # the backward runs on the forward's backend
-        backward = _dni_backward_of(suffix)
+        backward = _differentiable_once(_dni_backward_of(suffix))
         torch.library.register_autograd(f"dni::lstm_dni_window{suffix}", backward,
                                         setup_context=_dni_setup)  # fmt: skip
         _register_direct(getattr(torch.ops.dni, f"lstm_dni_window{suffix}").default, _dni_setup,

@@ -378,6 +378,35 @@ def test_direct_autograd_matches_registered(dni):
         assert torch.equal(d, r), f"gradient {i}"
 
 
+@pytest.mark.parametrize("dni", [False, True])
+@pytest.mark.parametrize("direct", [True, False])
+def test_double_backward_is_refused(dni, direct):
+    """The windows are differentiable once: backward(create_graph=True) raises instead
+    of returning gradients whose own gradients would silently miss the kernels."""
+    w, heads = _dni_inputs((2, 2, 3, 3), torch.float64, False, False)
+    leaves = [t.clone().requires_grad_() for t in w + heads[:2]]
+    if dni:
+        fn = ops.lstm_dni_window if direct else torch.ops.dni.lstm_dni_window.default
+        extra = () if direct else (None, None, 0.1, False, True, 1.0)
+        hs = fn(*leaves, *extra)[0]
+    else:
+        fn = ops.lstm_window_forward if direct else torch.ops.dni.lstm_window_forward.default
+        hs = fn(*leaves[:6])[0]
+    with pytest.raises(RuntimeError, match="differentiable once"):
+        torch.autograd.grad(hs.pow(2).sum(), leaves[0], create_graph=True)
+    torch.autograd.grad(hs.pow(2).sum(), leaves[0])  # a plain backward still works
+
+
+def test_vmap_over_windows():
+    """torch.func.vmap over independent sequences batches the registered op (its
+    autograd.Function shortcut steps aside under functorch transforms)."""
+    w = make_window(3, 2, 4, 5, dtype=torch.float32)
+    xs = torch.randn(6, *w[0].shape, generator=torch.Generator().manual_seed(1))
+    got = torch.func.vmap(lambda x: ops.lstm_window_forward(x, *w[1:])[0])(xs)
+    expected = torch.stack([reference.lstm_window_forward(x, *w[1:])[0] for x in xs])
+    assert_close(got, expected, "hs")
+
+
 def test_compile_fullgraph():
     """One training step (bootstrapped window, loss, backward) under torch.compile."""
     w, heads = _dni_inputs((4, 3, 5, 6), torch.float32, True, True)
