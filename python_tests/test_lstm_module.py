@@ -150,6 +150,59 @@ def test_autocast_changes_nothing():
         assert torch.equal(cast[name], p), name
 
 
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_checkpoint_with_explicit_state(reentrant):
+    """torch.utils.checkpoint around windows given their start state: the plain run's
+    gradients and carried state. Without state= the recomputation would read a state
+    that has moved on: refused."""
+    data = windows(3)
+    runs = []
+    for ckpt in (False, True):
+        model = make_model(aux=True)
+        randomise_heads(model)
+        state = None
+        for x, y in data:
+            x = x.clone().requires_grad_()  # the reentrant checkpoint needs one
+            if ckpt:
+                start = state if state is not None else (torch.zeros(BATCH, HIDDEN, dtype=x.dtype),) * 2
+                out = torch.utils.checkpoint.checkpoint(lambda t, h, c: model(t, (h, c))[0], x, *start,
+                                                        use_reentrant=reentrant)  # fmt: skip
+            else:
+                out, _ = model(x)
+            state = model.state
+            loss_fn(out, y).backward()
+        runs.append(({n: p.grad for n, p in model.named_parameters()}, model.state))
+    (grads, state), (grads_ckpt, state_ckpt) = runs
+    for name, g in grads.items():
+        assert_close(grads_ckpt[name], g, name)
+    assert torch.equal(state_ckpt[0], state[0]) and torch.equal(state_ckpt[1], state[1])
+    model = make_model()
+    x = data[0][0].clone().requires_grad_()
+    out = torch.utils.checkpoint.checkpoint(lambda t: model(t)[0], x, use_reentrant=reentrant)
+    with pytest.raises(RuntimeError, match="start state explicitly"):
+        out.sum().backward()
+
+
+def test_carried_state_follows_the_model_and_refuses_a_batch_change():
+    """The carried state moves with .double(); a window run under inference_mode
+    (a quick evaluation) does not break the next training window; a new batch size
+    needs reset_state()."""
+    model = make_model().float()
+    model(torch.randn(STEPS, BATCH, INP))
+    model.double()
+    model(torch.randn(STEPS, BATCH, INP, dtype=torch.float64))
+    with torch.inference_mode():
+        model(torch.randn(STEPS, BATCH, INP, dtype=torch.float64))
+    out, _ = model(torch.randn(STEPS, BATCH, INP, dtype=torch.float64))
+    out.sum().backward()
+    state = model.state
+    with pytest.raises(ValueError, match="reset_state"):
+        model(torch.randn(STEPS, BATCH + 1, INP, dtype=torch.float64))
+    assert model.state is state  # the refused window changed nothing
+    model.reset_state()
+    model(torch.randn(STEPS, BATCH + 1, INP, dtype=torch.float64))
+
+
 def test_state_carried_and_reset():
     model = make_model()
     randomise_heads(model)

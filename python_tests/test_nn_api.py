@@ -6,6 +6,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+import torch.nn.utils.prune
 from torch import nn
 
 from dni_kernels.nn import (BackwardInterface, ConvSynthesizer, DNIConv2d, DNILinear,
@@ -232,3 +233,75 @@ def test_chain_of_standalone_layers_equals_fused_stack():
     F.cross_entropy(chained.head(h), y).backward()
     for (name, p), q in zip(stacked.named_parameters(), chained.parameters()):
         assert_close(p.grad, q.grad, name + ".grad")
+
+
+SGD = dict(update="sgd", lr=0.1, lr_sg=0.5)
+
+
+def test_sgd_mode_leaves_frozen_parameters_alone():
+    """requires_grad_(False) freezes a layer (and its synthesizer) in "sgd" mode too,
+    where the kernels step the parameters in place: they get step 0."""
+    model = make_mlp(conditioned_on=CLASSES, **SGD)
+    for p in model.layers[0].parameters():
+        p.requires_grad_(False)
+    model.layers[1].synthesizer.requires_grad_(False)
+    before = params(model)
+    _train(model)
+    after = params(model)
+    for name in before:
+        frozen = name.startswith("layers.0.") or name.startswith("layers.1.synthesizer.")
+        assert torch.equal(after[name], before[name]) == frozen, name
+
+
+@pytest.mark.parametrize("change", ["partly frozen", "weight_norm"])
+def test_sgd_mode_refuses_what_it_cannot_step(change):
+    """A partly frozen group (one step size covers it) and a parametrized weight (the
+    in-place step would miss the real parameters): a clear error, nothing written."""
+    model = make_mlp(**SGD)
+    if change == "partly frozen":
+        model.layers[1].bias.requires_grad_(False)
+    else:
+        nn.utils.parametrizations.weight_norm(model.layers[1], "weight")
+    before = params(model)
+    with pytest.raises(ValueError, match="partly frozen" if change == "partly frozen" else "parametrization"):
+        _train(model, n=1)
+    for name, p in params(model).items():
+        assert torch.equal(p, before[name]), name
+
+
+def test_layer_hooks_run_and_pruning_trains():
+    """With hooks on its layers a stack runs layer by layer (the fused launches would
+    skip them): hooks fire, and a pruned layer trains weight_orig with the mask kept."""
+    model = make_mlp()
+    calls = []
+    model.layers[1].register_forward_pre_hook(lambda m, i: calls.append("pre"))
+    model.layers[1].register_full_backward_hook(lambda m, gi, go: calls.append("backward"))
+    torch.nn.utils.prune.l1_unstructured(model.layers[0], "weight", amount=0.5)
+    orig = model.layers[0].weight_orig.detach().clone()
+    _train(model, n=2)
+    assert calls == ["pre", "backward"] * 2
+    layer = model.layers[0]
+    assert not torch.equal(layer.weight_orig, orig)
+    assert torch.equal(layer.weight == 0, layer.weight_mask == 0)
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_checkpoint(reentrant):
+    """torch.utils.checkpoint around a "grads" stack gives the plain step's gradients;
+    an "sgd" stack, which steps its weights during forward, refuses the recomputation
+    (it would step them twice)."""
+    x, y = batches(1)[0]
+    x.requires_grad_()  # the reentrant checkpoint needs an input that requires grad
+    grads = []
+    for ckpt in (False, True):
+        model = make_mlp(conditioned_on=CLASSES)
+        run = (lambda t: torch.utils.checkpoint.checkpoint(model, t, y, use_reentrant=reentrant)) if ckpt else (
+            lambda t: model(t, labels=y))  # fmt: skip
+        F.cross_entropy(run(x), y).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for name, g in grads[0].items():
+        assert_close(grads[1][name], g, name)
+    model = make_mlp(**SGD)
+    out = torch.utils.checkpoint.checkpoint(model, x, use_reentrant=reentrant)
+    with pytest.raises(RuntimeError, match="checkpoint"):
+        F.cross_entropy(out, y).backward()

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
+from .recompute import recomputing
 from .synthesizers import LinearSynthesizer
 
 
@@ -80,14 +81,17 @@ class DNILSTM(nn.Module):
                 last_window: bool = False) -> tuple[Tensor, tuple[Tensor, Tensor]]:  # fmt: skip
         """One window. ``state`` (h, c) [B, H] defaults to the carried state (zeros
         after ``reset_state``). ``last_window=True`` ends the sequence: no bootstrap.
-        Returns ``(out [T, B, H], (h_T, c_T))``; the state is carried and detached."""
+        Returns ``(out [T, B, H], (h_T, c_T))``; the state is carried and detached.
+        Under torch.utils.checkpoint pass ``state`` explicitly: by the time the window
+        is recomputed, the carried state has moved on (the recomputation leaves it)."""
         if x.dim() != 3:
             raise ValueError(f"x must be [steps, batch, input_size], got shape {tuple(x.shape)}")
         if state is None:
-            state = self.state
-        if state is None:
-            zeros = x.new_zeros(x.shape[1], self.hidden_size)
-            state = (zeros, zeros)
+            if recomputing():
+                raise RuntimeError("DNILSTM under torch.utils.checkpoint: pass the window's "
+                                   "start state explicitly (model(x, state)); the carried "
+                                   "state has moved on when the window is recomputed")  # fmt: skip
+            state = self._carried_state(x)
         h0, c0 = state[0].detach(), state[1].detach()
         aux = self.aux_synthesizer
         hs, cs, _ = ops.lstm_dni_window(
@@ -97,9 +101,26 @@ class DNILSTM(nn.Module):
             sg_scale=self.sg_scale, sg_reads_cell=self.sg_reads_cell,
             bootstrap=not last_window, aux_loss_weight=self.aux_loss_weight,
         )  # fmt: skip
-        # Assigned only after the op accepted its input: a refused call changes nothing.
-        self.state = (hs[-1].detach(), cs[-1].detach())
-        return hs, self.state
+        end = (hs[-1].detach(), cs[-1].detach())
+        if not recomputing():  # assigned only after the op accepted its input
+            self.state = end
+        return hs, end
+
+    def _carried_state(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The carried (h, c) for the window x, zeros after reset_state(): in x's dtype
+        and device (the model may have moved since), and an ordinary tensor when it was
+        made under torch.inference_mode and training goes on outside it."""
+        if self.state is None:
+            zeros = x.new_zeros(x.shape[1], self.hidden_size)
+            return zeros, zeros
+        h, c = self.state
+        if h.shape[0] != x.shape[1]:
+            raise ValueError(f"x has batch {x.shape[1]} but the carried state has batch "
+                             f"{h.shape[0]}: call reset_state() at a sequence's end, or "
+                             f"pass state=")  # fmt: skip
+        if h.is_inference() and not torch.is_inference_mode_enabled():
+            h, c = h.clone(), c.clone()
+        return h.to(x), c.to(x)
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, bias={self.bias is not None}, "

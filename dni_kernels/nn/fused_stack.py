@@ -11,7 +11,8 @@ backward of the autograd node that wraps the stack.
 the node's backward returns those buffers as the parameters' gradients, so autograd
 adds them to .grad only when `backward()` runs: `zero_grad()` before the forward or
 between forward and backward gives the same result. "sgd" mode: the ops update the
-weights in place (the top SG in backward) and no gradient is returned.
+weights in place (the top SG in backward) and no gradient is returned; a group of
+parameters frozen with requires_grad_(False) gets step 0.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from __future__ import annotations
 from typing import NamedTuple, Optional, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import ops
+from .recompute import recomputing
 
 PARAMS_PER_LAYER = 5  # weight, bias, sg_weight, sg_bias, sg_table (None where absent)
 
@@ -94,6 +96,29 @@ class _FusedStack(torch.autograd.Function):
         return (None, None, grad_x, None, *grads)
 
 
+def _sgd_steps(layer) -> tuple[float, float]:
+    """(lr, lr_sg) of an update="sgd" layer, whose kernel steps its parameters in place:
+    0 for a group frozen with requires_grad_(False). Refused: a partly frozen group
+    (one step size covers it), and tensors that are not the module's own parameters (a
+    parametrization such as weight_norm, or pruning, computes `weight` from the real
+    parameters, which an in-place step would never reach)."""
+    s = layer.synthesizer
+    steps = []
+    for name, tensors, lr in (("weight and bias", (layer.weight, layer.bias), layer.lr),
+                              ("synthesizer", (s.weight, s.bias, s.table), layer.lr_sg)):  # fmt: skip
+        tensors = [t for t in tensors if t is not None]
+        if not all(isinstance(t, nn.Parameter) for t in tensors):
+            raise ValueError(f"update='sgd' steps a layer's parameters in place, but its {name} "
+                             f"are computed from others (a parametrization such as weight_norm, "
+                             f"or pruning?): use update='grads' with an optimizer")  # fmt: skip
+        trainable = {t.requires_grad for t in tensors}
+        if len(trainable) > 1:
+            raise ValueError(f"update='sgd': the layer's {name} are partly frozen; freeze all "
+                             f"of them or none (requires_grad_), or use update='grads'")  # fmt: skip
+        steps.append(lr if trainable == {True} else 0.0)
+    return steps[0], steps[1]
+
+
 def fused_stack(layers: Sequence, x: Tensor, labels: Optional[Tensor], loss_sinks=None) -> Tensor:
     """One decoupled training step of `layers` (DNILinear, fusable, same update mode
     and backend); returns the top layer's output behind the autograd node above."""
@@ -101,13 +126,22 @@ def fused_stack(layers: Sequence, x: Tensor, labels: Optional[Tensor], loss_sink
     if labels is None and any(layer.synthesizer.table is not None for layer in layers):
         raise ValueError("labels: a DNILinear is conditioned on classes (cDNI); call the "
                          "model with labels=<int64 tensor [batch]> in training")
+    grads_mode = first.update == "grads"
+    if grads_mode:
+        steps = [(0.0, 0.0)] * len(layers)  # gradients only; the optimizer steps
+    else:
+        if recomputing():
+            raise RuntimeError("update='sgd' layers step their weights during forward, and "
+                               "torch.utils.checkpoint would step them again when it recomputes "
+                               "it: use update='grads' under checkpointing")  # fmt: skip
+        steps = [_sgd_steps(layer) for layer in layers]
     spec = StackSpec(
         activations=tuple(layer.activation for layer in layers),
         sg_scales=tuple(layer.sg_scale for layer in layers),
-        lrs=tuple(layer.lr or 0.0 for layer in layers),
-        lr_sgs=tuple(layer.lr_sg or 0.0 for layer in layers),
+        lrs=tuple(lr for lr, _ in steps),
+        lr_sgs=tuple(lr_sg for _, lr_sg in steps),
         conditioned=tuple(layer.synthesizer.table is not None for layer in layers),
-        grads_mode=first.update == "grads",
+        grads_mode=grads_mode,
         backend=first.backend,
         input_grad=x.requires_grad,
     )

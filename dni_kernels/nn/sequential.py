@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterator, Optional, Sequence
 
 from torch import Tensor, nn
+from torch.nn.modules import module as module_hooks
 
 from .fused_stack import fused_stack
 from .layers import DNILinear, DNIModule
@@ -22,7 +23,9 @@ class DNISequential(nn.Module):
     the last DNI layer is that layer's SG target. When every layer is a fused
     DNILinear with one update mode, a training step is one fused launch per layer:
     each launch also regresses the layer below's SG (`ops.linear_step(prev=...)`).
-    Otherwise each layer runs its own decoupled forward.
+    Otherwise, or while a layer has forward or backward hooks (which the fused launches
+    would skip: pruning, for one, is a forward pre-hook), each layer runs its own
+    decoupled forward.
     """
 
     def __init__(self, *layers: nn.Module, head: nn.Module):
@@ -58,7 +61,7 @@ class DNISequential(nn.Module):
 
     def forward(self, x: Tensor, labels: Optional[Tensor] = None) -> Tensor:
         first = self.layers[0]
-        if self.fused and first._decoupled():
+        if self.fused and first._decoupled() and not _hooked(self.layers):
             sinks = None if first._loss_sink() is None else [m._sg_loss for m in self.layers]
             h = fused_stack(list(self.layers), x, labels, sinks)
         else:
@@ -66,6 +69,15 @@ class DNISequential(nn.Module):
             for m in self.layers:
                 h = m(h, labels=labels) if isinstance(m, DNIModule) else m(h)
         return self.head(h)
+
+
+def _hooked(layers) -> bool:
+    """Whether any of `layers` has forward or backward hooks, its own or global ones."""
+    global_hooks = (module_hooks._global_forward_pre_hooks, module_hooks._global_forward_hooks,
+                    module_hooks._global_backward_pre_hooks, module_hooks._global_backward_hooks)  # fmt: skip
+    return any(global_hooks) or any(
+        m._forward_pre_hooks or m._forward_hooks or m._backward_pre_hooks or m._backward_hooks
+        for m in layers)  # fmt: skip
 
 
 class DNIMLP(DNISequential):
