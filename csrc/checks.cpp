@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
 namespace dni {
 namespace {
@@ -13,6 +15,68 @@ std::string full(const char* prefix, const char* name) {
 
 bool is_half(at::ScalarType t) {
   return t == at::kHalf || t == at::kBFloat16;
+}
+
+struct Named {
+  std::string name;
+  const Tensor* tensor;  // null or undefined: absent
+};
+
+Named named(std::string name, const OptTensor& t) {
+  return {std::move(name), t.has_value() ? &*t : nullptr};
+}
+
+// Whether a and b reach a common byte of one storage (conservatively, by the extent
+// of each view: strides are never negative in PyTorch).
+bool shares_memory(const Tensor& a, const Tensor& b) {
+  if (a.numel() == 0 || b.numel() == 0 || !a.has_storage() || !b.has_storage() ||
+      !a.storage().is_alias_of(b.storage())) {
+    return false;
+  }
+  auto extent = [](const Tensor& t) {
+    const char* begin = static_cast<const char*>(t.const_data_ptr());
+    int64_t last = 0;
+    for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+    return std::pair{begin, begin + (last + 1) * t.element_size()};
+  };
+  const auto [a0, a1] = extent(a);
+  const auto [b0, b1] = extent(b);
+  return a0 < b1 && b0 < a1;
+}
+
+// See checks.h: read-only inputs may not overlap the tensors an op updates.
+void check_reads_apart_from_writes(const std::vector<Named>& reads,
+                                   const std::vector<Named>& writes) {
+  for (const Named& r : reads) {
+    if (r.tensor == nullptr || !r.tensor->defined()) continue;
+    for (const Named& w : writes) {
+      if (w.tensor == nullptr || !w.tensor->defined()) continue;
+      TORCH_CHECK(!shares_memory(*r.tensor, *w.tensor), "dni: ", r.name,
+                  " shares memory with ", w.name, ", which the op updates in place; pass ",
+                  r.name, " as a copy (", r.name, ".clone())");
+    }
+  }
+}
+
+// What an SG group's regression updates: the parameters, or in "grads" mode their
+// .grad buffers (the parameters are then only read).
+std::vector<Named> sg_group_writes(const SgGroup& g, const char* prefix) {
+  if (g.sg_weight_grad.has_value()) {
+    return {named(full(prefix, "sg_weight_grad"), g.sg_weight_grad),
+            named(full(prefix, "sg_bias_grad"), g.sg_bias_grad),
+            named(full(prefix, "sg_table_grad"), g.sg_table_grad)};
+  }
+  return {{full(prefix, "sg_weight"), &g.sg_weight}, named(full(prefix, "sg_bias"), g.sg_bias),
+          named(full(prefix, "sg_table"), g.sg_table)};
+}
+
+// What linear_step updates of its own layer: W and b, or their .grad buffers.
+std::vector<Named> layer_writes(const Tensor& weight, const OptTensor& bias,
+                                const OptTensor& weight_grad, const OptTensor& bias_grad) {
+  if (weight_grad.has_value()) {
+    return {named("weight_grad", weight_grad), named("bias_grad", bias_grad)};
+  }
+  return {{"weight", &weight}, named("bias", bias)};
 }
 
 void check_activation_dtype(const Tensor& t, const std::string& name,
@@ -152,6 +216,9 @@ void check_sg_group(const SgGroup& g, const char* prefix, const Tensor* target,
                        {k, feat}, A, h, policy);
   check_labels(g.labels, g.sg_table, full(prefix, "labels"), full(prefix, "sg_table"),
                batch, h, check_label_values);
+  check_reads_apart_from_writes({{full(prefix, "h"), &h}, {full(prefix, "sg_raw"), &g.sg_raw},
+                                 {"target", target}, named(full(prefix, "labels"), g.labels)},
+                                sg_group_writes(g, prefix));
 }
 
 void check_linear_step(const Tensor& x, const Tensor& weight, const OptTensor& bias,
@@ -184,10 +251,13 @@ void check_linear_step(const Tensor& x, const Tensor& weight, const OptTensor& b
     check_param(*sg_table, "sg_table", sg_table->sizes(), weight, x, policy);
   }
   check_labels(labels, sg_table, "labels", "sg_table", x.size(0), x, check_label_values);
+  check_reads_apart_from_writes({{"x", &x}, named("labels", labels)},
+                                layer_writes(weight, bias, weight_grad, bias_grad));
 }
 
 std::optional<SgGroup> check_prev_group(
-    const Tensor& x, const Tensor& weight, const OptTensor& prev_h,
+    const Tensor& x, const Tensor& weight, const OptTensor& bias,
+    const OptTensor& weight_grad, const OptTensor& bias_grad, const OptTensor& prev_h,
     const OptTensor& prev_sg_raw, const OptTensor& prev_labels,
     const OptTensor& prev_sg_weight, const OptTensor& prev_sg_bias,
     const OptTensor& prev_sg_table, const OptTensor& prev_sg_weight_grad,
@@ -217,6 +287,11 @@ std::optional<SgGroup> check_prev_group(
   TORCH_CHECK(prev_sg_weight->scalar_type() == weight.scalar_type(),
               "dni: prev_sg_weight must have dtype ", weight.scalar_type(), ", got ",
               prev_sg_weight->scalar_type());
+  // Across the two sides (each side's own pairs are checked with it).
+  check_reads_apart_from_writes({{"x", &x}}, sg_group_writes(prev, "prev_"));
+  check_reads_apart_from_writes(
+      {{"prev_h", &*prev_h}, {"prev_sg_raw", &*prev_sg_raw}, named("prev_labels", prev_labels)},
+      layer_writes(weight, bias, weight_grad, bias_grad));
   return prev;
 }
 

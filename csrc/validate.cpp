@@ -28,9 +28,10 @@ void check_linear_step_op(
   const bool check_values = x.is_cpu();
   check_linear_step(x, weight, bias, weight_grad, bias_grad, sg_weight, sg_bias, sg_table,
                     labels, sg_scale, lr, kPolicy, check_values);
-  check_prev_group(x, weight, prev_h, prev_sg_raw, prev_labels, prev_sg_weight,
-                   prev_sg_bias, prev_sg_table, prev_sg_weight_grad, prev_sg_bias_grad,
-                   prev_sg_table_grad, prev_lr, compute_grad_x, kPolicy, check_values);
+  check_prev_group(x, weight, bias, weight_grad, bias_grad, prev_h, prev_sg_raw, prev_labels,
+                   prev_sg_weight, prev_sg_bias, prev_sg_table, prev_sg_weight_grad,
+                   prev_sg_bias_grad, prev_sg_table_grad, prev_lr, compute_grad_x, kPolicy,
+                   check_values);
 }
 
 void check_sg_update_op(const Tensor& h, const Tensor& sg_raw, const Tensor& target,

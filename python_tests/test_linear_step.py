@@ -193,6 +193,11 @@ def _bad_inputs():
     yield "prev_labels", lambda c: setattr(c.prev, "labels", c.prev.labels + 3)
     yield "prev_lr", lambda c: setattr(c.prev, "lr", -1.0)
     yield "compute_grad_x", set_("compute_grad_x", lambda c: False)  # with the chain
+    # A read-only input sharing memory with an updated tensor (its result would depend
+    # on the kernel's write order).
+    yield "x shares memory with weight", set_("x", lambda c: c.weight[:6])
+    yield "x shares memory with prev_sg_weight", set_("x", lambda c: c.prev.sg_weight[:6])
+    yield "prev_h shares memory with weight", lambda c: setattr(c.prev, "h", c.weight[:6])
 
 
 @pytest.mark.parametrize("arg,corrupt", list(_bad_inputs()), ids=lambda v: v if isinstance(v, str) else "")

@@ -187,6 +187,8 @@ def _bad_inputs():
     yield "prev_lr", lambda c: setattr(c.prev, "lr", float("nan"))
     yield "float64", lambda c: vars(c).update(vars(cast_case(c, torch.float64)))
     yield "compute_grad_x", set_("compute_grad_x", lambda c: False)  # with the chain
+    yield "x shares memory with weight", set_("x", lambda c: c.weight[:6])
+    yield "x shares memory with prev_sg_weight", set_("x", lambda c: c.prev.sg_weight[:6])
     if INTERPRETED:  # label values are range-checked on the host for CPU tensors only
         yield "labels", set_("labels", lambda c: torch.full_like(c.labels, 10))  # K = 10
         yield "prev_labels", lambda c: setattr(c.prev, "labels", c.prev.labels - 4)

@@ -82,6 +82,9 @@ def _bad_inputs():
     yield "lr", on_state("lr", lambda s: -1e-3)
     yield "lr", on_state("lr", lambda s: float("inf"))
     yield "sg_bias_grad", on_state("sg_bias_grad", lambda s: None)
+    # A read-only input sharing memory with an updated tensor.
+    yield "h shares memory with sg_weight", on_state("h", lambda s: s.sg_weight[:6])
+    yield "target shares memory with sg_table", lambda c: setattr(c, "target", c.state.sg_table[:6])
 
 
 @pytest.mark.parametrize("arg,corrupt", list(_bad_inputs()), ids=lambda v: v if isinstance(v, str) else "")

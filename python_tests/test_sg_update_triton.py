@@ -94,6 +94,7 @@ def _bad_inputs():
     yield "sg_table", on_state("sg_table", lambda s: s.sg_table[:, :-1])
     yield "lr", on_state("lr", lambda s: -1.0)
     yield "float64", lambda c: vars(c).update(vars(cast_case(c, torch.float64)))
+    yield "h shares memory with sg_weight", on_state("h", lambda s: s.sg_weight[:6])
     if INTERPRETED:  # label values are range-checked on the host for CPU tensors only
         yield "labels", on_state("labels", lambda s: s.labels + 10)
 

@@ -26,6 +26,12 @@ struct DtypePolicy {
   bool allow_half_activations;
 };
 
+// An input an op only reads (x, h, sg_raw, target, labels and the prev_* ones) may not
+// share memory with a tensor it updates in place: what the kernel reads would depend
+// on the order of its writes. Updated tensors may alias one another (a synthesizer
+// shared by two layers): they are applied in the reference's order. Each check below
+// refuses such an overlap, naming both arguments.
+
 // The SG regression group: [B, F] activations h and sg_raw, parameters A [F, F],
 // a [F], C [K, F] with labels [B], and optional .grad buffers ("grads" mode).
 struct SgGroup {
@@ -50,10 +56,12 @@ void check_sg_group(const SgGroup& g, const char* prefix, const Tensor* target,
 // linear_step's optional prev_* group (the lower layer's SG, regressed toward this
 // step's grad_x): prev_h, prev_sg_raw and prev_sg_weight come together or not at all,
 // and only with compute_grad_x (the regression's target is grad_x); prev_h has x's
-// shape and prev_sg_weight weight's dtype. Returns the checked group (referring to the
-// arguments), or nullopt when the step is not chained.
+// shape and prev_sg_weight weight's dtype; neither side's read-only inputs share
+// memory with the other side's updated tensors. Returns the checked group (referring
+// to the arguments), or nullopt when the step is not chained.
 std::optional<SgGroup> check_prev_group(
-    const Tensor& x, const Tensor& weight, const OptTensor& prev_h,
+    const Tensor& x, const Tensor& weight, const OptTensor& bias,
+    const OptTensor& weight_grad, const OptTensor& bias_grad, const OptTensor& prev_h,
     const OptTensor& prev_sg_raw, const OptTensor& prev_labels,
     const OptTensor& prev_sg_weight, const OptTensor& prev_sg_bias,
     const OptTensor& prev_sg_table, const OptTensor& prev_sg_weight_grad,
