@@ -1,6 +1,7 @@
 #include "dni/checks.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
 
 #include <cmath>
 #include <utility>
@@ -44,9 +45,17 @@ bool shares_memory(const Tensor& a, const Tensor& b) {
   return a0 < b1 && b0 < a1;
 }
 
-// See checks.h: read-only inputs may not overlap the tensors an op updates.
-void check_reads_apart_from_writes(const std::vector<Named>& reads,
-                                   const std::vector<Named>& writes) {
+// See checks.h: read-only inputs may not overlap the tensors an op updates. And, as
+// PyTorch's own in-place ops require, a tensor made under torch.inference_mode is
+// updated only inside it (the Triton kernels write through raw pointers, which
+// PyTorch cannot check).
+void check_updates(const std::vector<Named>& reads, const std::vector<Named>& writes) {
+  for (const Named& w : writes) {
+    TORCH_CHECK(w.tensor == nullptr || !w.tensor->defined() || !w.tensor->is_inference() ||
+                    c10::InferenceMode::is_enabled(),
+                "dni: ", w.name, " was made under torch.inference_mode; it can be updated in "
+                "place only inside inference_mode (clone it outside to train it)");
+  }
   for (const Named& r : reads) {
     if (r.tensor == nullptr || !r.tensor->defined()) continue;
     for (const Named& w : writes) {
@@ -216,9 +225,9 @@ void check_sg_group(const SgGroup& g, const char* prefix, const Tensor* target,
                        {k, feat}, A, h, policy);
   check_labels(g.labels, g.sg_table, full(prefix, "labels"), full(prefix, "sg_table"),
                batch, h, check_label_values);
-  check_reads_apart_from_writes({{full(prefix, "h"), &h}, {full(prefix, "sg_raw"), &g.sg_raw},
-                                 {"target", target}, named(full(prefix, "labels"), g.labels)},
-                                sg_group_writes(g, prefix));
+  check_updates({{full(prefix, "h"), &h}, {full(prefix, "sg_raw"), &g.sg_raw},
+                 {"target", target}, named(full(prefix, "labels"), g.labels)},
+                sg_group_writes(g, prefix));
 }
 
 void check_linear_step(const Tensor& x, const Tensor& weight, const OptTensor& bias,
@@ -251,8 +260,8 @@ void check_linear_step(const Tensor& x, const Tensor& weight, const OptTensor& b
     check_param(*sg_table, "sg_table", sg_table->sizes(), weight, x, policy);
   }
   check_labels(labels, sg_table, "labels", "sg_table", x.size(0), x, check_label_values);
-  check_reads_apart_from_writes({{"x", &x}, named("labels", labels)},
-                                layer_writes(weight, bias, weight_grad, bias_grad));
+  check_updates({{"x", &x}, named("labels", labels)},
+                layer_writes(weight, bias, weight_grad, bias_grad));
 }
 
 std::optional<SgGroup> check_prev_group(
@@ -288,8 +297,8 @@ std::optional<SgGroup> check_prev_group(
               "dni: prev_sg_weight must have dtype ", weight.scalar_type(), ", got ",
               prev_sg_weight->scalar_type());
   // Across the two sides (each side's own pairs are checked with it).
-  check_reads_apart_from_writes({{"x", &x}}, sg_group_writes(prev, "prev_"));
-  check_reads_apart_from_writes(
+  check_updates({{"x", &x}}, sg_group_writes(prev, "prev_"));
+  check_updates(
       {{"prev_h", &*prev_h}, {"prev_sg_raw", &*prev_sg_raw}, named("prev_labels", prev_labels)},
       layer_writes(weight, bias, weight_grad, bias_grad));
   return prev;

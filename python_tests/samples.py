@@ -213,6 +213,17 @@ def make_sg_update_case(batch, feat, *, dtype=torch.float32, device="cpu", num_c
 LINEAR_STEP_OUTPUTS = ("h", "sg_raw", "grad_x", "prev_loss")
 
 
+def inference_copy(field: str):
+    """For the bad-input tests: case -> a copy of its `field` made under
+    torch.inference_mode (which may be updated in place only inside it)."""
+
+    def copy(case):
+        with torch.inference_mode():
+            return getattr(case, field).clone()
+
+    return copy
+
+
 def check_against_reference(case, fn, reference_fn, output_names, **extra):
     """Run `reference_fn` and `fn` on independent clones of `case`; compare every
     output and every updated tensor (with the tolerance table). Returns fn's outputs."""

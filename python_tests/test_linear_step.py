@@ -12,7 +12,7 @@ import torch
 
 from dni_kernels import ops, reference
 from samples import (LINEAR_STEP_OUTPUTS, check_against_reference, check_without_grad_x,
-                     make_linear_step_case)  # fmt: skip
+                     inference_copy, make_linear_step_case)  # fmt: skip
 from tolerances import assert_close
 
 SHAPES = [(1, 5, 3), (7, 33, 17), (32, 64, 48), (3, 20, 20)]
@@ -198,6 +198,7 @@ def _bad_inputs():
     yield "x shares memory with weight", set_("x", lambda c: c.weight[:6])
     yield "x shares memory with prev_sg_weight", set_("x", lambda c: c.prev.sg_weight[:6])
     yield "prev_h shares memory with weight", lambda c: setattr(c.prev, "h", c.weight[:6])
+    yield "weight was made under torch.inference_mode", set_("weight", inference_copy("weight"))
 
 
 @pytest.mark.parametrize("arg,corrupt", list(_bad_inputs()), ids=lambda v: v if isinstance(v, str) else "")

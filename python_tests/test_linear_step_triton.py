@@ -15,7 +15,7 @@ from dni_kernels import ops, reference
 from dni_kernels.triton import _common
 from dni_kernels.triton.linear_step import linear_step as triton_linear_step
 from samples import (LINEAR_STEP_OUTPUTS, check_against_reference, check_without_grad_x,
-                     make_linear_step_case)  # fmt: skip
+                     inference_copy, make_linear_step_case)  # fmt: skip
 from tolerances import tol
 from triton_helpers import DEVICES, INTERPRETED, PATHS, cast_case, check, compile_for_sm90, skip_unsupported
 
@@ -189,6 +189,7 @@ def _bad_inputs():
     yield "compute_grad_x", set_("compute_grad_x", lambda c: False)  # with the chain
     yield "x shares memory with weight", set_("x", lambda c: c.weight[:6])
     yield "x shares memory with prev_sg_weight", set_("x", lambda c: c.prev.sg_weight[:6])
+    yield "weight was made under torch.inference_mode", set_("weight", inference_copy("weight"))
     if INTERPRETED:  # label values are range-checked on the host for CPU tensors only
         yield "labels", set_("labels", lambda c: torch.full_like(c.labels, 10))  # K = 10
         yield "prev_labels", lambda c: setattr(c.prev, "labels", c.prev.labels - 4)

@@ -30,7 +30,8 @@ struct DtypePolicy {
 // share memory with a tensor it updates in place: what the kernel reads would depend
 // on the order of its writes. Updated tensors may alias one another (a synthesizer
 // shared by two layers): they are applied in the reference's order. Each check below
-// refuses such an overlap, naming both arguments.
+// refuses such an overlap, naming both arguments, and an updated tensor made under
+// torch.inference_mode while outside it.
 
 // The SG regression group: [B, F] activations h and sg_raw, parameters A [F, F],
 // a [F], C [K, F] with labels [B], and optional .grad buffers ("grads" mode).
