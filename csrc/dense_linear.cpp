@@ -42,11 +42,14 @@ bool use_onednn(const at::Tensor& a, const at::Tensor& b) {
   return b.is_mkldnn() || use_onednn(b, a.size(0) * a.size(1) * b.size(0));
 }
 
+// The activations oneDNN applies in its epilogue. Not relu: oneDNN's maps NaN to 0
+// where torch.relu (the reference) keeps it, so a NaN would vanish from h and from
+// every update; the caller's own relu costs one pass over [M, N].
 const char* onednn_attr(Activation act) {
   switch (act) {
-    case Activation::kRelu: return "relu";
     case Activation::kTanh: return "tanh";
     case Activation::kSigmoid: return "sigmoid";
+    case Activation::kRelu:
     case Activation::kIdentity: break;
   }
   return "none";
@@ -73,7 +76,7 @@ DenseLinear dense_linear(const at::Tensor& a, const at::Tensor& b,
                             std::string(onednn_attr(act)),
                             c10::List<std::optional<at::Scalar>>(), c10::IValue()};
     linear_pointwise_op()->callBoxed(&stack);
-    return {stack[0].toTensor(), true};
+    return {stack[0].toTensor(), act != Activation::kRelu};
   }
   at::Tensor out = bias.has_value() ? at::addmm(*bias, a, b.t()) : at::mm(a, b.t());
   return {out, act == Activation::kIdentity};

@@ -119,7 +119,8 @@ def sg_update(
 
     In "sgd" mode (no ``sg_weight_grad``) A, a, C are updated in place with step
     ``lr``; in "grads" mode the gradients of the loss are added to the ``*_grad``
-    tensors and ``lr`` is unused.
+    tensors and ``lr`` is unused. ``lr = 0`` leaves A, a, C untouched, bit for bit,
+    even where the gradient is NaN or inf (a frozen SG stays frozen).
     """
     batch = h.shape[0]
     e = sg_raw - target
@@ -137,7 +138,7 @@ def sg_update(
             sg_bias_grad += d_bias
         if sg_table is not None:
             sg_table_grad += d_table
-    else:
+    elif lr != 0:
         sg_weight -= lr * d_weight
         if sg_bias is not None:
             sg_bias -= lr * d_bias
@@ -170,8 +171,9 @@ def linear_step(
     * forward: h = φ(x Wᵀ + b)
     * SG: ĝ_raw = h Aᵀ + a + C[y], ĝ = sg_scale · ĝ_raw
     * g = ĝ ⊙ φ′(z); grad_x = g W (W before the update)
-    * local update of W, b ("sgd" mode, step ``lr``) or accumulation into
-      ``weight_grad``/``bias_grad`` ("grads" mode)
+    * local update of W, b ("sgd" mode, step ``lr``; ``lr = 0`` leaves them untouched,
+      as in :func:`sg_update`) or accumulation into ``weight_grad``/``bias_grad``
+      ("grads" mode)
     * if ``prev`` is given: the lower layer's SG regression toward this ``grad_x``
       (see :func:`sg_update`); its loss is ``prev_loss`` (0 without ``prev``).
 
@@ -199,7 +201,7 @@ def linear_step(
         weight_grad += d_weight
         if bias is not None:
             bias_grad += d_bias
-    else:
+    elif lr != 0:
         weight -= lr * d_weight
         if bias is not None:
             bias -= lr * d_bias

@@ -241,6 +241,31 @@ def check_against_reference(case, fn, reference_fn, output_names, **extra):
     return actual
 
 
+def check_non_finite_like_reference(case, fn, reference_fn, output_names, **extra):
+    """For a case whose inputs hold NaN or inf: run `reference_fn` and `fn` on clones;
+    the same elements of every output and every updated tensor are NaN, and the same
+    are infinite."""
+    expected_case, actual_case = case.clone(), case.clone()
+    expected = expected_case.call(reference_fn)
+    actual = actual_case.call(fn, **extra)
+    named = list(zip(output_names, actual, expected))
+    named += [(n, a, e) for (n, a), e in zip(actual_case.mutable().items(),
+                                           expected_case.mutable().values()) if a is not None]  # fmt: skip
+    for name, a, e in named:
+        assert torch.equal(a.isnan(), e.isnan()), f"{name}: NaN where the reference has none, or not"
+        assert torch.equal(a.isinf(), e.isinf()), f"{name}: inf where the reference has none, or not"
+
+
+def check_zero_step_leaves_parameters(case, fn, **extra):
+    """`case` has lr = 0 (and prev lr = 0) and an inf in x: `fn` leaves every updated
+    tensor bit-identical in "sgd" mode, as the reference does."""
+    before = {k: v.clone() for k, v in case.mutable().items() if v is not None}
+    case = case.clone()
+    case.call(fn, **extra)
+    for name, old in before.items():
+        assert torch.equal(case.mutable()[name], old), f"{name} changed under a zero step"
+
+
 def check_without_grad_x(case, fn, **extra):
     """compute_grad_x=False (a first layer; `case` not chained): grad_x is an empty
     tensor, and h, sg_raw, prev_loss and every updated tensor match both the

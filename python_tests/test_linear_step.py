@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from dni_kernels import ops, reference
-from samples import (LINEAR_STEP_OUTPUTS, check_against_reference, check_without_grad_x,
-                     inference_copy, make_linear_step_case)  # fmt: skip
+from samples import (LINEAR_STEP_OUTPUTS, check_against_reference, check_non_finite_like_reference,
+                     check_without_grad_x, check_zero_step_leaves_parameters, inference_copy,
+                     make_linear_step_case)  # fmt: skip
 from tolerances import assert_close
 
 SHAPES = [(1, 5, 3), (7, 33, 17), (32, 64, 48), (3, 20, 20)]
@@ -251,6 +252,27 @@ def test_large_layer_onednn_and_blas_paths(activation, onednn):
         check_against_reference(case, ops.linear_step, reference.linear_step, LINEAR_STEP_OUTPUTS)
     ran_onednn = any(e.name == "mkldnn::_linear_pointwise" for e in prof.events())
     assert ran_onednn == (onednn and torch.backends.mkldnn.is_available())
+
+
+@pytest.mark.parametrize("shape", [(5, 9, 7), ONEDNN_SHAPE], ids=["blas", "onednn"])
+@pytest.mark.parametrize("activation", reference.ACTIVATIONS)
+def test_nan_propagates_like_the_reference(activation, shape):
+    """A NaN in x reaches h, ĝ, grad_x and every update where the reference's does;
+    relu included (oneDNN's fused relu, and `z > 0 ? z : 0`, had mapped it to 0)."""
+    case = make_linear_step_case(*shape, activation=activation, num_classes=10, chain=True)
+    case.x[0, 1] = float("nan")
+    check_non_finite_like_reference(case, ops.linear_step, reference.linear_step, LINEAR_STEP_OUTPUTS)
+
+
+@pytest.mark.parametrize("fn", [reference.linear_step, ops.linear_step], ids=["reference", "fused"])
+def test_zero_step_leaves_parameters_untouched(fn):
+    """lr = 0 (and the chain's lr = 0) is a frozen layer and SG: every updated tensor
+    stays bit-identical, even with an inf in x (the biases had become NaN)."""
+    case = make_linear_step_case(5, 9, 7, activation="identity", num_classes=10, chain=True,
+                                 chain_classes=3, lr=0.0)  # fmt: skip
+    case.prev.lr = 0.0
+    case.x[0, 1] = float("inf")
+    check_zero_step_leaves_parameters(case, fn)
 
 
 _PEAK_RSS_SCRIPT = """

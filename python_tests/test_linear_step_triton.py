@@ -14,8 +14,9 @@ import torch
 from dni_kernels import ops, reference
 from dni_kernels.triton import _common
 from dni_kernels.triton.linear_step import linear_step as triton_linear_step
-from samples import (LINEAR_STEP_OUTPUTS, check_against_reference, check_without_grad_x,
-                     inference_copy, make_linear_step_case)  # fmt: skip
+from samples import (LINEAR_STEP_OUTPUTS, check_against_reference, check_non_finite_like_reference,
+                     check_without_grad_x, check_zero_step_leaves_parameters, inference_copy,
+                     make_linear_step_case)  # fmt: skip
 from tolerances import tol
 from triton_helpers import DEVICES, INTERPRETED, PATHS, cast_case, check, compile_for_sm90, skip_unsupported
 
@@ -208,6 +209,24 @@ def test_bad_input_names_argument_and_writes_nothing(arg, corrupt, path):
         case.call(triton_linear_step, path=path)
     for name, old in before.items():
         assert torch.equal(case.mutable()[name], old), f"{name} was modified by a refused call"
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_nan_and_zero_step_like_the_reference(activation, path):
+    """A NaN in x propagates where the reference's does (relu included); lr = 0 leaves
+    every updated tensor bit-identical, even with an inf in x."""
+    device = "cpu" if INTERPRETED else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no GPU and no interpreter")
+    case = make_linear_step_case(5, 9, 7, device=device, activation=activation, num_classes=10,
+                                 chain=True, chain_classes=3)  # fmt: skip
+    case.x[0, 1] = float("nan")
+    check_non_finite_like_reference(case, triton_linear_step, reference.linear_step,
+                                    LINEAR_STEP_OUTPUTS, path=path)  # fmt: skip
+    case.x[0, 1] = float("inf")
+    case.lr = case.prev.lr = 0.0
+    check_zero_step_leaves_parameters(case, triton_linear_step, path=path)
 
 
 @pytest.mark.skipif(not INTERPRETED, reason="needs CPU tensors in the interpreter")

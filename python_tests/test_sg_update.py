@@ -98,6 +98,29 @@ def test_bad_input_names_argument_and_writes_nothing(arg, corrupt):
         assert torch.equal(case.mutable()[name], old), f"{name} was modified by a refused call"
 
 
+@pytest.mark.parametrize("num_classes", [None, 1])
+def test_many_small_steps_to_one_row_are_summed_first(num_classes):
+    """B = 4096 rows regressing one bias (and one class row) by a step that is below
+    float32's resolution per row, 5e-7 at 100: the update sums the rows in double and
+    steps once, as the reference does (a step per row had left the table at 100)."""
+    case = make_sg_update_case(4096, 8, num_classes=num_classes)
+    s = case.state
+    s.lr = 1e-3
+    s.sg_bias.fill_(100.0)
+    if num_classes:
+        s.sg_table.fill_(100.0)
+    case.target = s.sg_raw - 1.0  # e = 1 everywhere: every parameter moves by lr·2 = 2e-3
+    expected, actual = case.clone(), case.clone()
+    expected.call(reference.sg_update)
+    actual.call(ops.sg_update)
+    for (name, a), e in zip(actual.mutable().items(), expected.mutable().values()):
+        if a is not None:
+            assert_close(a, e, name)
+    assert (actual.state.sg_bias - 99.998).abs().max() < 1e-5
+    if num_classes:
+        assert (actual.state.sg_table - 99.998).abs().max() < 1e-5
+
+
 def test_overflowing_loss_is_inf_not_an_error():
     """A diverging run: the float32 loss overflows to inf, as the reference's does."""
     case = make_sg_update_case(3, 4)

@@ -10,8 +10,9 @@ namespace dni::cpu {
 // Arguments must already be checked.
 Tensor sg_regression(const SgGroup& g, const Tensor& target, double lr);
 
-// Adds `sign_step`-scaled column sums of rows [B, F] into a [F] (or gathered [K, F])
-// parameter: dst[row(r), f] = apply_update(dst[row(r), f], scale · src[r, f], step).
+// One update of a [F] (or [K, F]) parameter from the column sums of src [B, F] per
+// target row, summed in double: dst[k, f] = apply_update(dst[k, f],
+// scale · Σ_{r: row(r) = k} src[r, f], step); rows no r maps to are left as they are.
 // `rows` may be null (every r maps to row 0: a bias) or int64 labels (a class table).
 void scatter_update(const Tensor& src, const int64_t* rows, Tensor& dst, double scale,
                     double step);

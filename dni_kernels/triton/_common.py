@@ -45,7 +45,7 @@ def largest_product_work(batch: int, in_f: int, out_f: int, chained: bool) -> in
 def activation_forward(z, ACT: tl.constexpr):
     """h = φ(z) in float32; ACT indexes ACTIVATION_IDS."""
     if ACT == 1:
-        return tl.maximum(z, 0.0)
+        return tl.where(z < 0, 0.0, z)  # NaN stays NaN, as in torch.relu
     elif ACT == 2:
         # tanh z = 1 − 2/(e^{2z} + 1): exact limits ±1 when e^{2z} over/underflows.
         return 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
@@ -71,9 +71,11 @@ def activation_derivative(h, ACT: tl.constexpr):
 @triton.jit
 def update_tile(p_ptr, offs, mask, d, step):
     """p ← p − step·d in float32, stored back in p's dtype. "grads" mode passes the
-    .grad buffer as p and step = −1 (p ← p + d), so no kernel branches on the mode."""
-    p = tl.load(p_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    tl.store(p_ptr + offs, (p - step * d).to(p_ptr.dtype.element_ty), mask=mask)
+    .grad buffer as p and step = −1 (p ← p + d), so no kernel branches on the mode. A
+    zero step (lr = 0) leaves p untouched, even for a NaN or inf d."""
+    if step != 0:
+        p = tl.load(p_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        tl.store(p_ptr + offs, (p - step * d).to(p_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit

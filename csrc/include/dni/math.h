@@ -25,7 +25,7 @@ enum class Activation : int { kIdentity = 0, kRelu = 1, kTanh = 2, kSigmoid = 3 
 template <Activation act, typename T>
 DNI_HOST_DEVICE T activation_forward(T z) {
   if constexpr (act == Activation::kRelu) {
-    return z > T(0) ? z : T(0);
+    return z < T(0) ? T(0) : z;  // NaN stays NaN, as in torch.relu
   } else if constexpr (act == Activation::kTanh) {
     return tanh(z);
   } else if constexpr (act == Activation::kSigmoid) {
@@ -56,10 +56,12 @@ DNI_HOST_DEVICE T pre_activation_gradient(T sg_raw, T h, T sg_scale) {
 }
 
 // One parameter update from a raw gradient: in "sgd" mode p ← p − lr·d, in "grads"
-// mode the caller passes the .grad buffer as p and step = −1 so that p ← p + d.
+// mode the caller passes the .grad buffer as p and step = −1 so that p ← p + d. A zero
+// step leaves p as it is, even for a NaN or inf d (the reference's lr = 0; BLAS, which
+// the CPU weight updates use, skips a zero-alpha product the same way).
 template <typename T>
 DNI_HOST_DEVICE T apply_update(T p, T d, T step) {
-  return p - step * d;
+  return step == T(0) ? p : p - step * d;
 }
 
 }  // namespace dni
