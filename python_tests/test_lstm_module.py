@@ -203,6 +203,29 @@ def test_carried_state_follows_the_model_and_refuses_a_batch_change():
     model(torch.randn(STEPS, BATCH + 1, INP, dtype=torch.float64))
 
 
+def test_batch_first():
+    """batch_first=True takes x [B, T, I] and returns out [B, T, H]: the same outputs,
+    state and gradients as the time-major layer on the transposed windows."""
+    runs = []
+    for batch_first in (False, True):
+        model = make_model(aux=True, batch_first=batch_first)
+        randomise_heads(model)
+        outs = []
+        for x, y in windows(2):
+            out, state = model(x.transpose(0, 1) if batch_first else x)
+            out = out.transpose(0, 1) if batch_first else out
+            loss_fn(out, y).backward()
+            outs.append(out.detach())
+        runs.append((outs, state, {n: p.grad for n, p in model.named_parameters()}))
+    (outs, state, grads), (outs_bf, state_bf, grads_bf) = runs
+    assert all(torch.equal(a, b) for a, b in zip(outs, outs_bf))
+    assert torch.equal(state[0], state_bf[0]) and torch.equal(state[1], state_bf[1])
+    for name, g in grads.items():
+        assert_close(grads_bf[name], g, name)
+    with pytest.raises(ValueError, match=r"\[batch, steps, input_size\]"):
+        make_model(batch_first=True)(torch.randn(BATCH, INP, dtype=torch.float64))
+
+
 def test_state_carried_and_reset():
     model = make_model()
     randomise_heads(model)

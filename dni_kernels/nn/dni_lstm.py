@@ -28,7 +28,8 @@ from .synthesizers import LinearSynthesizer
 
 
 class DNILSTM(nn.Module):
-    """One LSTM layer, time-major like ``nn.LSTM`` (x [T, B, input_size]).
+    """One LSTM layer, time-major like ``nn.LSTM`` (x [T, B, input_size]), or with
+    ``batch_first=True`` batch-major (x [B, T, input_size], out [B, T, H]).
 
     sg_reads_cell: the synthesizer reads (h, c) and predicts the gradient of both
         (F = 2H); otherwise it reads h only (F = H) and c gets no boundary gradient.
@@ -43,8 +44,8 @@ class DNILSTM(nn.Module):
     """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
-                 sg_reads_cell: bool = False, sg_scale: float = 0.1, aux: bool = False,
-                 aux_loss_weight: float = 1.0, device=None, dtype=None):  # fmt: skip
+                 batch_first: bool = False, sg_reads_cell: bool = False, sg_scale: float = 0.1,
+                 aux: bool = False, aux_loss_weight: float = 1.0, device=None, dtype=None):  # fmt: skip
         super().__init__()
         if input_size <= 0 or hidden_size <= 0:
             raise ValueError(f"input_size and hidden_size must be positive, got "
@@ -55,6 +56,7 @@ class DNILSTM(nn.Module):
             raise ValueError(f"aux_loss_weight must be finite and >= 0, got {aux_loss_weight}")
         factory = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size = input_size, hidden_size
+        self.batch_first = batch_first
         self.sg_reads_cell, self.sg_scale = sg_reads_cell, float(sg_scale)
         self.aux_loss_weight = float(aux_loss_weight)
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **factory))
@@ -81,11 +83,15 @@ class DNILSTM(nn.Module):
                 last_window: bool = False) -> tuple[Tensor, tuple[Tensor, Tensor]]:  # fmt: skip
         """One window. ``state`` (h, c) [B, H] defaults to the carried state (zeros
         after ``reset_state``). ``last_window=True`` ends the sequence: no bootstrap.
-        Returns ``(out [T, B, H], (h_T, c_T))``; the state is carried and detached.
+        Returns ``(out [T, B, H], (h_T, c_T))`` ([B, T, H] with batch_first); the state
+        is carried and detached.
         Under torch.utils.checkpoint pass ``state`` explicitly: by the time the window
         is recomputed, the carried state has moved on (the recomputation leaves it)."""
         if x.dim() != 3:
-            raise ValueError(f"x must be [steps, batch, input_size], got shape {tuple(x.shape)}")
+            layout = "[batch, steps, input_size]" if self.batch_first else "[steps, batch, input_size]"
+            raise ValueError(f"x must be {layout}, got shape {tuple(x.shape)}")
+        if self.batch_first:
+            x = x.transpose(0, 1)  # a view; the op reads any strides
         if state is None:
             if recomputing():
                 raise RuntimeError("DNILSTM under torch.utils.checkpoint: pass the window's "
@@ -104,7 +110,7 @@ class DNILSTM(nn.Module):
         end = (hs[-1].detach(), cs[-1].detach())
         if not recomputing():  # assigned only after the op accepted its input
             self.state = end
-        return hs, end
+        return (hs.transpose(0, 1) if self.batch_first else hs), end
 
     def _carried_state(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The carried (h, c) for the window x, zeros after reset_state(): in x's dtype
@@ -124,5 +130,5 @@ class DNILSTM(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, bias={self.bias is not None}, "
-                f"sg_reads_cell={self.sg_reads_cell}, sg_scale={self.sg_scale}, "
-                f"aux={self.aux_synthesizer is not None}")  # fmt: skip
+                f"batch_first={self.batch_first}, sg_reads_cell={self.sg_reads_cell}, "
+                f"sg_scale={self.sg_scale}, aux={self.aux_synthesizer is not None}")  # fmt: skip
