@@ -226,6 +226,28 @@ def test_batch_first():
         make_model(batch_first=True)(torch.randn(BATCH, INP, dtype=torch.float64))
 
 
+def test_compile_fullgraph_training_windows():
+    """A training step over windows with the carried state, compiled with
+    fullgraph=True, equals eager: outputs, carried state and gradients."""
+    runs = []
+    for compiled in (False, True):
+        model = make_model(aux=True, sg_reads_cell=True, batch_first=True)
+        randomise_heads(model)
+
+        def step(x, y):
+            out, _ = model(x)
+            return loss_fn(out, y)
+
+        fn = torch.compile(step, fullgraph=True) if compiled else step
+        for x, y in windows(3):
+            fn(x.transpose(0, 1), y.transpose(0, 1)).backward()
+        runs.append((model.state, {n: p.grad for n, p in model.named_parameters()}))
+    (state, grads), (state_c, grads_c) = runs
+    assert_close(state_c[0], state[0], "h_T")
+    for name, g in grads.items():
+        assert_close(grads_c[name], g, name)
+
+
 def test_state_carried_and_reset():
     model = make_model()
     randomise_heads(model)

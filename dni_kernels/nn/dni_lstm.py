@@ -124,7 +124,10 @@ class DNILSTM(nn.Module):
             raise ValueError(f"x has batch {x.shape[1]} but the carried state has batch "
                              f"{h.shape[0]}: call reset_state() at a sequence's end, or "
                              f"pass state=")  # fmt: skip
-        if h.is_inference() and not torch.is_inference_mode_enabled():
+        # (torch.compile cannot trace is_inference(); a compiled step cannot take
+        # inference tensors either way.)
+        tracing = torch.compiler.is_compiling()
+        if not tracing and not torch.is_inference_mode_enabled() and h.is_inference():
             h, c = h.clone(), c.clone()
         return h.to(x), c.to(x)
 
