@@ -27,22 +27,43 @@ Named named(std::string name, const OptTensor& t) {
   return {std::move(name), t.has_value() ? &*t : nullptr};
 }
 
-// Whether a and b reach a common byte of one storage (conservatively, by the extent
-// of each view: strides are never negative in PyTorch).
-bool shares_memory(const Tensor& a, const Tensor& b) {
-  if (a.numel() == 0 || b.numel() == 0 || !a.has_storage() || !b.has_storage() ||
-      !a.storage().is_alias_of(b.storage())) {
+// The bytes from a view's first element to the end of its last (strides are never
+// negative in PyTorch).
+std::pair<const char*, const char*> extent(const Tensor& t) {
+  const char* begin = static_cast<const char*>(t.const_data_ptr());
+  int64_t last = 0;
+  for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+  return {begin, begin + (last + 1) * t.element_size()};
+}
+
+// Whether any element of the strided view `t` lies in the bytes [lo, hi).
+bool any_element_in(const Tensor& t, const char* lo, const char* hi) {
+  const char* base = static_cast<const char*>(t.const_data_ptr());
+  const int64_t size = t.element_size(), dims = t.dim();
+  std::vector<int64_t> index(dims, 0);
+  for (int64_t n = 0; n < t.numel(); ++n) {
+    int64_t offset = 0;
+    for (int64_t d = 0; d < dims; ++d) offset += index[d] * t.stride(d);
+    const char* p = base + offset * size;
+    if (p < hi && p + size > lo) return true;
+    for (int64_t d = dims - 1; d >= 0 && ++index[d] == t.size(d); --d) index[d] = 0;
+  }
+  return false;
+}
+
+// Whether `read` and `write` reach a common byte. Their extents decide, except for a
+// strided read beside a contiguous write (views carved from one buffer that
+// interleave): then the read's elements are walked, which only such layouts pay for.
+bool shares_memory(const Tensor& read, const Tensor& write) {
+  if (read.numel() == 0 || write.numel() == 0 || !read.has_storage() ||
+      !write.has_storage() || !read.storage().is_alias_of(write.storage())) {
     return false;
   }
-  auto extent = [](const Tensor& t) {
-    const char* begin = static_cast<const char*>(t.const_data_ptr());
-    int64_t last = 0;
-    for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
-    return std::pair{begin, begin + (last + 1) * t.element_size()};
-  };
-  const auto [a0, a1] = extent(a);
-  const auto [b0, b1] = extent(b);
-  return a0 < b1 && b0 < a1;
+  const auto [r0, r1] = extent(read);
+  const auto [w0, w1] = extent(write);
+  if (!(r0 < w1 && w0 < r1)) return false;
+  if (read.is_contiguous() || !write.is_contiguous()) return true;
+  return any_element_in(read, w0, w1);
 }
 
 // See checks.h: read-only inputs may not overlap the tensors an op updates. And, as

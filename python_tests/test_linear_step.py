@@ -215,6 +215,24 @@ def test_bad_input_names_argument_and_writes_nothing(arg, corrupt):
         assert torch.equal(new, old), f"{name} was modified by a refused call"
 
 
+def test_strided_read_beside_an_updated_tensor_is_accepted():
+    """x and bias carved from one buffer, x's rows interleaved with bias's elements but
+    sharing none of them: accepted, and the same step as on separate tensors."""
+    case = make_linear_step_case(4, 6, 5)
+    buf = torch.empty(4, 11)
+    buf[:, :6] = case.x
+    buf[0, 6:] = case.bias
+    carved = case.clone()
+    carved.x, carved.bias = buf[:, :6], buf[0, 6:]
+    expected_case = case.clone()
+    expected = expected_case.call(reference.linear_step)
+    actual = carved.call(ops.linear_step)
+    for name, a, e in zip(LINEAR_STEP_OUTPUTS, actual, expected):
+        assert_close(a, e, name)
+    assert_close(carved.bias, expected_case.bias, "bias")
+    assert_close(carved.weight, expected_case.weight, "weight")
+
+
 @pytest.mark.parametrize("mode", ["sgd", "grads"])
 def test_no_weight_sized_temporary(mode):
     """The update is fused into the weight-gradient GEMM: no [O, I] (or [O, O] for the

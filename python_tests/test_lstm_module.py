@@ -183,6 +183,24 @@ def test_checkpoint_with_explicit_state(reentrant):
         out.sum().backward()
 
 
+def test_forward_in_a_backward_hook_is_not_a_recomputation():
+    """A model run without grad from a hook during an ordinary backward (a monitor, say)
+    is an ordinary forward: it runs and carries its state."""
+    model, monitor = make_model(), make_model(seed=1)
+    x, y = windows(1)[0]
+    out, _ = model(x)
+    seen = []
+
+    def hook(grad):
+        with torch.no_grad():
+            seen.append(monitor(x)[0])
+        return grad
+
+    out.register_hook(hook)
+    loss_fn(out, y).backward()
+    assert len(seen) == 1 and monitor.state is not None
+
+
 def test_carried_state_follows_the_model_and_refuses_a_batch_change():
     """The carried state moves with .double(); a window run under inference_mode
     (a quick evaluation) does not break the next training window; a new batch size

@@ -86,7 +86,10 @@ class DNILSTM(nn.Module):
         Returns ``(out [T, B, H], (h_T, c_T))`` ([B, T, H] with batch_first); the state
         is carried and detached.
         Under torch.utils.checkpoint pass ``state`` explicitly: by the time the window
-        is recomputed, the carried state has moved on (the recomputation leaves it)."""
+        is recomputed, the carried state has moved on (the recomputation leaves it).
+        After windows run under torch.inference_mode, call ``reset_state()`` (or pass
+        ``state``) before a compiled training step: the carried state then holds
+        inference tensors, which eager mode converts but compiled code cannot take."""
         if x.dim() != 3:
             layout = "[batch, steps, input_size]" if self.batch_first else "[steps, batch, input_size]"
             raise ValueError(f"x must be {layout}, got shape {tuple(x.shape)}")
