@@ -122,7 +122,7 @@ def sg_update(
     tensors and ``lr`` is unused. ``lr = 0`` leaves A, a, C untouched, bit for bit,
     even where the gradient is NaN or inf (a frozen SG stays frozen).
     """
-    batch = h.shape[0]
+    batch = max(h.shape[0], 1)  # an empty batch: loss 0, zero updates
     e = sg_raw - target
     loss = (e * e).sum() / batch
     scale = 2.0 / batch
@@ -318,7 +318,7 @@ def lstm_window_backward(
     h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
     dz_flat = dz.reshape(-1, dz.shape[-1])
     grad_x = (dz_flat @ w_ih).reshape(x.shape) if compute_grad_x else x.new_empty(0)
-    grad_w_ih = dz_flat.t() @ x.reshape(-1, x.shape[-1])
+    grad_w_ih = dz_flat.t() @ x.reshape(dz_flat.shape[0], x.shape[-1])
     grad_w_hh = dz_flat.t() @ h_prev.reshape(-1, hidden)
     return grad_x, dh, dc, grad_w_ih, grad_w_hh, dz_flat.sum(0)
 
@@ -350,7 +350,7 @@ class LSTMDNIWindow(NamedTuple):
 
 def _regression_grads(inp: Tensor, raw: Tensor, target: Tensor, weight: float):
     """Gradients of weight·(1/B) Σ ‖raw − target‖² for a linear head raw = inp Aᵀ + a."""
-    batch = inp.shape[0]
+    batch = max(inp.shape[0], 1)  # an empty batch: loss 0, zero gradients
     e = raw - target
     return (weight * (e * e).sum() / batch, weight * 2.0 / batch * (e.t() @ inp),
             weight * 2.0 / batch * e.sum(0))  # fmt: skip

@@ -215,6 +215,18 @@ def test_bad_input_names_argument_and_writes_nothing(arg, corrupt):
         assert torch.equal(new, old), f"{name} was modified by a refused call"
 
 
+@pytest.mark.parametrize("mode", ["sgd", "grads"])
+def test_empty_batch_matches_reference(mode):
+    """B = 0: empty outputs, a zero chain loss, every updated tensor unchanged."""
+    case = make_linear_step_case(0, 9, 7, num_classes=3, chain=True, chain_classes=3, mode=mode)
+    before = {k: v.clone() for k, v in case.mutable().items() if v is not None}
+    check_against_reference(case, ops.linear_step, reference.linear_step, LINEAR_STEP_OUTPUTS)
+    h, _, grad_x, loss = case.call(ops.linear_step)
+    assert h.shape == (0, 7) and grad_x.shape == (0, 9) and loss.item() == 0
+    for name, old in before.items():
+        assert torch.equal(case.mutable()[name], old), name
+
+
 def test_strided_read_beside_an_updated_tensor_is_accepted():
     """x and bias carved from one buffer, x's rows interleaved with bias's elements but
     sharing none of them: accepted, and the same step as on separate tensors."""

@@ -13,8 +13,9 @@ from op_log import OpLog
 from tolerances import assert_close, tol
 from triton_helpers import INTERPRETED
 
-# (T, B, I, H): batch 1, sizes that are not multiples of 16, one long window.
-SHAPES = [(1, 1, 3, 5), (7, 3, 10, 17), (4, 5, 16, 33), (64, 2, 3, 7)]
+# (T, B, I, H): batch 1, sizes that are not multiples of 16, one long window, no input
+# features.
+SHAPES = [(1, 1, 3, 5), (7, 3, 10, 17), (4, 5, 16, 33), (64, 2, 3, 7), (2, 3, 0, 5)]
 DTYPES = [torch.float32, torch.float64]
 
 

@@ -121,6 +121,17 @@ def test_many_small_steps_to_one_row_are_summed_first(num_classes):
         assert (actual.state.sg_table - 99.998).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("mode", ["sgd", "grads"])
+def test_empty_batch_matches_reference(mode):
+    """B = 0: loss 0, every updated tensor unchanged, as in the reference."""
+    case = make_sg_update_case(0, 7, num_classes=3, mode=mode)
+    before = {k: v.clone() for k, v in case.mutable().items() if v is not None}
+    check_against_reference(case, ops.sg_update, reference.sg_update, ("loss",))
+    assert case.call(ops.sg_update).item() == 0
+    for name, old in before.items():
+        assert torch.equal(case.mutable()[name], old), name
+
+
 def test_overflowing_loss_is_inf_not_an_error():
     """A diverging run: the float32 loss overflows to inf, as the reference's does."""
     case = make_sg_update_case(3, 4)
