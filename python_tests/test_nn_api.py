@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import torch.nn.utils.prune
 from torch import nn
 
-from dni_kernels.nn import (BackwardInterface, ConvSynthesizer, DNIConv2d, DNILinear,
+from dni_kernels.nn import (DNILSTM, BackwardInterface, ConvSynthesizer, DNIConv2d, DNILinear,
                             DNISequential, LinearSynthesizer, MLPSynthesizer)  # fmt: skip
 from nn_helpers import BATCH, CLASSES, HIDDEN, IN, batches, make_mlp, params, step
 from tolerances import assert_close
@@ -95,6 +95,25 @@ def test_trains_under_autocast(update):
     plain, cast = after
     assert all(p.dtype == torch.float32 for p in cast.values())
     assert torch.equal(cast["layers.0.weight"], plain["layers.0.weight"])
+
+
+def test_half_input_from_an_autocast_layer():
+    """Under autocast a plain layer below hands a DNILinear (or DNILSTM) a bfloat16
+    input; the DNI layer casts it to its own dtype (differentiably) instead of refusing
+    it, and the layer below still gets its gradient."""
+    torch.manual_seed(0)
+    model = DNISequential(nn.Linear(IN, 16), DNILinear(16, 16), head=nn.Linear(16, CLASSES))
+    x, y = batches(1)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    assert model.layers[0].weight.grad is not None and model.layers[1].weight.grad is not None
+    lstm, embed = DNILSTM(8, 6), nn.Linear(4, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = lstm(embed(torch.randn(3, 2, 4)))
+    assert out.dtype == torch.float32
+    out.sum().backward()
+    assert embed.weight.grad is not None and lstm.weight_ih.grad is not None
 
 
 def test_backward_interface_after_any_module_matches_fused_layer():

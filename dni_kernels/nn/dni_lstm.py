@@ -95,6 +95,8 @@ class DNILSTM(nn.Module):
             raise ValueError(f"x must be {layout}, got shape {tuple(x.shape)}")
         if self.batch_first:
             x = x.transpose(0, 1)  # a view; the op reads any strides
+        if torch.is_autocast_enabled(x.device.type) and x.dtype != self.weight_ih.dtype:
+            x = x.to(self.weight_ih.dtype)  # as DNILinear: the layer runs in its dtype
         if state is None:
             if recomputing():
                 raise RuntimeError("DNILSTM under torch.utils.checkpoint: pass the window's "

@@ -123,6 +123,11 @@ def fused_stack(layers: Sequence, x: Tensor, labels: Optional[Tensor], loss_sink
     """One decoupled training step of `layers` (DNILinear, fusable, same update mode
     and backend); returns the top layer's output behind the autograd node above."""
     first = layers[0]
+    if torch.is_autocast_enabled(x.device.type) and x.dtype != first.weight.dtype:
+        # A half input from an autocast layer below: the fused layers run in their
+        # parameters' dtype under autocast (the ops are not autocast), so cast it up,
+        # differentiably (its gradient goes back down in the input's dtype).
+        x = x.to(first.weight.dtype)
     if labels is None and any(layer.synthesizer.table is not None for layer in layers):
         raise ValueError("labels: a DNILinear is conditioned on classes (cDNI); call the "
                          "model with labels=<int64 tensor [batch]> in training")
