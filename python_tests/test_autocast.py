@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dni_kernels import ops
-from samples import make_linear_step_case, make_sg_update_case
+from samples import LINEAR_STEP_OUTPUTS, make_linear_step_case, make_sg_update_case
 from test_lstm import _dni_inputs
 from tolerances import assert_close
 from triton_helpers import INTERPRETED
@@ -56,7 +56,7 @@ def assert_same(actual, expected, name: str) -> None:
         assert_close(actual, expected, name)
 
 
-def with_and_without_autocast(run, device, monkeypatch, env, paths):
+def with_and_without_autocast(run, monkeypatch, env, paths):
     """run(autocast_on) -> {name: tensor}, on every path; compares the two runs."""
     for path in paths:
         if env is not None:
@@ -84,11 +84,11 @@ def test_linear_step(device, backend, env, paths, shape, monkeypatch):
         c = case.clone()
         with autocast(device) if on else torch.autocast(device, enabled=False):
             outputs = c.call(ops.linear_step, backend=backend)
-        named = dict(zip(("h", "sg_raw", "grad_x", "prev_loss"), outputs))
+        named = dict(zip(LINEAR_STEP_OUTPUTS, outputs))
         named.update({k: v for k, v in c.mutable().items() if v is not None})
         return named
 
-    with_and_without_autocast(run, device, monkeypatch, env, paths)
+    with_and_without_autocast(run, monkeypatch, env, paths)
 
 
 @pytest.mark.parametrize("device,backend,env,paths", TRAINING_STEP_BACKENDS)
@@ -101,7 +101,7 @@ def test_sg_update(device, backend, env, paths, monkeypatch):
             loss = c.call(ops.sg_update, backend=backend)
         return {"loss": loss, **{k: v for k, v in c.mutable().items() if v is not None}}
 
-    with_and_without_autocast(run, device, monkeypatch, env, paths)
+    with_and_without_autocast(run, monkeypatch, env, paths)
 
 
 @pytest.mark.parametrize("device,backend,env,paths", LSTM_BACKENDS)
@@ -126,7 +126,7 @@ def test_lstm_dni_window_forward_and_backward(device, backend, env, paths, shape
         return {"hs": hs, "cs": cs, "sg_raw": sg_raw,
                 **{f"grad_{n}": t.grad for n, t in zip(names, leaves)}}  # fmt: skip
 
-    with_and_without_autocast(run, device, monkeypatch, env, paths)
+    with_and_without_autocast(run, monkeypatch, env, paths)
 
 
 def test_compile_fullgraph_under_autocast():
@@ -137,7 +137,7 @@ def test_compile_fullgraph_under_autocast():
     with autocast("cpu"):
         compiled = step(compiled_case)
     eager = eager_case.call(ops.linear_step)
-    for name, a, e in zip(("h", "sg_raw", "grad_x", "prev_loss"), compiled, eager):
+    for name, a, e in zip(LINEAR_STEP_OUTPUTS, compiled, eager):
         assert_same(a, e, name)
     assert_same(compiled_case.weight, eager_case.weight, "weight")
 
