@@ -241,6 +241,17 @@ def check_against_reference(case, fn, reference_fn, output_names, **extra):
     return actual
 
 
+def mutable_snapshot(case) -> dict:
+    """Copies of every tensor the case's op may update, by name (see assert_unchanged)."""
+    return {k: v.clone() for k, v in case.mutable().items() if v is not None}
+
+
+def assert_unchanged(case, snapshot: dict, why: str) -> None:
+    """Every tensor in `snapshot` (mutable_snapshot) still holds the same bits."""
+    for name, old in snapshot.items():
+        assert torch.equal(case.mutable()[name], old), f"{name} {why}"
+
+
 def check_non_finite_like_reference(case, fn, reference_fn, output_names, **extra):
     """For a case whose inputs hold NaN or inf: run `reference_fn` and `fn` on clones;
     the same elements of every output and every updated tensor are NaN, and the same
@@ -259,11 +270,10 @@ def check_non_finite_like_reference(case, fn, reference_fn, output_names, **extr
 def check_zero_step_leaves_parameters(case, fn, **extra):
     """`case` has lr = 0 (and prev lr = 0) and an inf in x: `fn` leaves every updated
     tensor bit-identical in "sgd" mode, as the reference does."""
-    before = {k: v.clone() for k, v in case.mutable().items() if v is not None}
+    before = mutable_snapshot(case)
     case = case.clone()
     case.call(fn, **extra)
-    for name, old in before.items():
-        assert torch.equal(case.mutable()[name], old), f"{name} changed under a zero step"
+    assert_unchanged(case, before, "changed under a zero step")
 
 
 def check_without_grad_x(case, fn, **extra):

@@ -23,8 +23,8 @@ import pytest
 import torch
 
 from dni_kernels import ops, reference
-from samples import (LINEAR_STEP_OUTPUTS, check_without_grad_x, make_linear_step_case,
-                     make_sg_update_case)  # fmt: skip
+from samples import (LINEAR_STEP_OUTPUTS, assert_unchanged, check_without_grad_x,
+                     make_linear_step_case, make_sg_update_case, mutable_snapshot)  # fmt: skip
 from cuda_build import assert_cuda_kernels_built
 from tolerances import assert_low_precision_close
 from triton_helpers import cast_case, check
@@ -159,11 +159,10 @@ def test_duplicate_labels_accumulate(path):
 @GPU
 def test_empty_batch_changes_nothing(path):
     case = make_linear_step_case(0, 9, 7, device="cuda", num_classes=3, chain=True, chain_classes=3)
-    before = {k: v.clone() for k, v in case.mutable().items() if v is not None}
+    before = mutable_snapshot(case)
     h, sg_raw, grad_x, loss = case.call(ops.linear_step)
     assert h.shape == (0, 7) and grad_x.shape == (0, 9) and loss.item() == 0
-    for name, old in before.items():
-        assert torch.equal(case.mutable()[name], old), name
+    assert_unchanged(case, before, "changed with an empty batch")
 
 
 @GPU
@@ -280,11 +279,10 @@ def test_bad_input_names_argument_and_writes_nothing(arg, corrupt, path):
     mode = "grads" if arg == "bias_grad" else "sgd"
     case = make_linear_step_case(6, 9, 7, device="cuda", num_classes=10, chain=True, chain_classes=3, mode=mode)
     case = corrupt(case) or case
-    before = {k: v.clone() for k, v in case.mutable().items() if v is not None}
+    before = mutable_snapshot(case)
     with pytest.raises((RuntimeError, ValueError), match=arg):
         case.call(ops.linear_step, backend="cuda")
-    for name, old in before.items():
-        assert torch.equal(case.mutable()[name], old), f"{name} was modified by a refused call"
+    assert_unchanged(case, before, "was modified by a refused call")
 
 
 @GPU

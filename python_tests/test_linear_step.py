@@ -12,8 +12,8 @@ import torch
 
 from dni_kernels import ops, reference
 from samples import (LINEAR_STEP_OUTPUTS, check_against_reference, check_non_finite_like_reference,
-                     check_without_grad_x, check_zero_step_leaves_parameters, inference_copy,
-                     make_linear_step_case)  # fmt: skip
+                     assert_unchanged, check_without_grad_x, check_zero_step_leaves_parameters,
+                     inference_copy, make_linear_step_case, mutable_snapshot)  # fmt: skip
 from tolerances import assert_close
 
 SHAPES = [(1, 5, 3), (7, 33, 17), (32, 64, 48), (3, 20, 20)]
@@ -207,24 +207,21 @@ def test_bad_input_names_argument_and_writes_nothing(arg, corrupt):
     mode = "grads" if arg == "bias_grad" else "sgd"
     case = make_linear_step_case(6, 9, 7, num_classes=10, chain=True, chain_classes=3, mode=mode)
     corrupt(case)
-    before = {k: v.clone() for k, v in case.mutable().items() if v is not None}
+    before = mutable_snapshot(case)
     with pytest.raises((RuntimeError, ValueError), match=arg):
         case.call(ops.linear_step)
-    for name, old in before.items():
-        new = case.mutable()[name]
-        assert torch.equal(new, old), f"{name} was modified by a refused call"
+    assert_unchanged(case, before, "was modified by a refused call")
 
 
 @pytest.mark.parametrize("mode", ["sgd", "grads"])
 def test_empty_batch_matches_reference(mode):
     """B = 0: empty outputs, a zero chain loss, every updated tensor unchanged."""
     case = make_linear_step_case(0, 9, 7, num_classes=3, chain=True, chain_classes=3, mode=mode)
-    before = {k: v.clone() for k, v in case.mutable().items() if v is not None}
+    before = mutable_snapshot(case)
     check_against_reference(case, ops.linear_step, reference.linear_step, LINEAR_STEP_OUTPUTS)
     h, _, grad_x, loss = case.call(ops.linear_step)
     assert h.shape == (0, 7) and grad_x.shape == (0, 9) and loss.item() == 0
-    for name, old in before.items():
-        assert torch.equal(case.mutable()[name], old), name
+    assert_unchanged(case, before, "changed with an empty batch")
 
 
 def test_strided_read_beside_an_updated_tensor_is_accepted():

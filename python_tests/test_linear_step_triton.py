@@ -15,8 +15,8 @@ from dni_kernels import ops, reference
 from dni_kernels.triton import _common
 from dni_kernels.triton.linear_step import linear_step as triton_linear_step
 from samples import (LINEAR_STEP_OUTPUTS, check_against_reference, check_non_finite_like_reference,
-                     check_without_grad_x, check_zero_step_leaves_parameters, inference_copy,
-                     make_linear_step_case)  # fmt: skip
+                     assert_unchanged, check_without_grad_x, check_zero_step_leaves_parameters,
+                     inference_copy, make_linear_step_case, mutable_snapshot)  # fmt: skip
 from tolerances import tol
 from triton_helpers import DEVICES, INTERPRETED, PATHS, cast_case, check, compile_for_sm90, skip_unsupported
 
@@ -204,11 +204,10 @@ def test_bad_input_names_argument_and_writes_nothing(arg, corrupt, path):
         pytest.skip("no GPU and no interpreter")
     case = make_linear_step_case(6, 9, 7, device=device, num_classes=10, chain=True, chain_classes=3)
     corrupt(case)
-    before = {k: v.clone() for k, v in case.mutable().items() if v is not None}
+    before = mutable_snapshot(case)
     with pytest.raises((RuntimeError, ValueError, TypeError), match=arg):
         case.call(triton_linear_step, path=path)
-    for name, old in before.items():
-        assert torch.equal(case.mutable()[name], old), f"{name} was modified by a refused call"
+    assert_unchanged(case, before, "was modified by a refused call")
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dni_kernels import ops, reference
-from samples import check_against_reference, make_sg_update_case
+from samples import assert_unchanged, check_against_reference, make_sg_update_case, mutable_snapshot
 from tolerances import assert_close
 
 SHAPES = [(1, 3), (7, 17), (32, 48), (5, 64)]
@@ -91,11 +91,10 @@ def _bad_inputs():
 def test_bad_input_names_argument_and_writes_nothing(arg, corrupt):
     case = make_sg_update_case(6, 7, num_classes=10, mode="grads" if arg == "sg_bias_grad" else "sgd")
     corrupt(case)
-    before = {k: v.clone() for k, v in case.mutable().items() if v is not None}
+    before = mutable_snapshot(case)
     with pytest.raises((RuntimeError, ValueError), match=arg):
         case.call(ops.sg_update)
-    for name, old in before.items():
-        assert torch.equal(case.mutable()[name], old), f"{name} was modified by a refused call"
+    assert_unchanged(case, before, "was modified by a refused call")
 
 
 @pytest.mark.parametrize("num_classes", [None, 1])
@@ -125,11 +124,10 @@ def test_many_small_steps_to_one_row_are_summed_first(num_classes):
 def test_empty_batch_matches_reference(mode):
     """B = 0: loss 0, every updated tensor unchanged, as in the reference."""
     case = make_sg_update_case(0, 7, num_classes=3, mode=mode)
-    before = {k: v.clone() for k, v in case.mutable().items() if v is not None}
+    before = mutable_snapshot(case)
     check_against_reference(case, ops.sg_update, reference.sg_update, ("loss",))
     assert case.call(ops.sg_update).item() == 0
-    for name, old in before.items():
-        assert torch.equal(case.mutable()[name], old), name
+    assert_unchanged(case, before, "changed with an empty batch")
 
 
 def test_overflowing_loss_is_inf_not_an_error():

@@ -12,7 +12,7 @@ import torch
 
 from dni_kernels import ops, reference
 from dni_kernels.triton.sg_update import sg_update as triton_sg_update
-from samples import check_against_reference, make_sg_update_case
+from samples import assert_unchanged, check_against_reference, make_sg_update_case, mutable_snapshot
 from triton_helpers import DEVICES, INTERPRETED, PATHS, cast_case, check, compile_for_sm90, skip_unsupported
 
 # Batch 1, sizes off multiples of 16, several row blocks / K steps (70), several
@@ -107,8 +107,7 @@ def test_bad_input_names_argument_and_writes_nothing(arg, corrupt, path):
         pytest.skip("no GPU and no interpreter")
     case = make_sg_update_case(6, 7, device=device, num_classes=10)
     corrupt(case)
-    before = {k: v.clone() for k, v in case.mutable().items() if v is not None}
+    before = mutable_snapshot(case)
     with pytest.raises((RuntimeError, ValueError, TypeError), match=arg):
         case.call(triton_sg_update, path=path)
-    for name, old in before.items():
-        assert torch.equal(case.mutable()[name], old), f"{name} was modified by a refused call"
+    assert_unchanged(case, before, "was modified by a refused call")

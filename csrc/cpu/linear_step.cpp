@@ -96,8 +96,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cpu(
   const std::optional<SgGroup> prev = check_prev_group(
       x, weight, bias, weight_grad, bias_grad, prev_h, prev_sg_raw, prev_labels,
       prev_sg_weight, prev_sg_bias, prev_sg_table, prev_sg_weight_grad, prev_sg_bias_grad,
-      prev_sg_table_grad, prev_lr,
-      compute_grad_x, policy, /*check_label_values=*/true);
+      prev_sg_table_grad, prev_lr, compute_grad_x, policy, /*check_label_values=*/true);
   const bool chained = prev.has_value();
   TORCH_CHECK(x.device().is_cpu(), "dni: linear_step CPU kernel got x on ", x.device());
 

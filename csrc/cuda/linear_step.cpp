@@ -8,7 +8,8 @@
 //           elementwise kernel; any size.
 //   auto    cublas from 2^25 multiply-adds in the largest product (B·I·O, B·O² or,
 //           chained, B·I²: params.h::largest_product_work), else single when in,
-//           out <= 256 and batch >= 2048 (prefers_single), else multi. An empty batch always takes multi (no rows, no blocks).
+//           out <= 256 and batch >= 2048 (prefers_single), else multi. An empty
+//           batch always takes multi (no rows, no blocks).
 // The single path's feature limit is set by construction (its shared memory). The
 // batch rule is measured: on an H100 (float32, relu, width 256) the multi path took
 // 0.11 ms to single's 0.22 ms at batch 32 and 256, and 0.45 ms to 0.38 ms at 4096;
@@ -62,8 +63,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cuda(
   const std::optional<SgGroup> prev = check_prev_group(
       x, weight, bias, weight_grad, bias_grad, prev_h, prev_sg_raw, prev_labels,
       prev_sg_weight, prev_sg_bias, prev_sg_table, prev_sg_weight_grad, prev_sg_bias_grad,
-      prev_sg_table_grad, prev_lr,
-      compute_grad_x, policy, /*check_label_values=*/false);
+      prev_sg_table_grad, prev_lr, compute_grad_x, policy, /*check_label_values=*/false);
   TORCH_CHECK(x.is_cuda(), "dni: linear_step CUDA kernel got x on ", x.device());
   check_cuda_dtype(x, "linear_step");
   const int64_t batch = x.size(0), in = x.size(1), out = weight.size(0);
