@@ -235,10 +235,14 @@ def _our_kernels_launched(fn):
                                           ((32, 64, 1024), "epilogue_kernel"),  # the SG's B·O²
                                           ((32, 1024, 64), "epilogue_kernel"),  # the chain's B·I²
                                           ((256, 256, 256), "gemm_kernel"),  # 2^24: multi
-                                          ((4096, 64, 64), "linear_step_single_kernel")])  # fmt: skip
+                                          ((4096, 64, 64), "linear_step_single_kernel"),
+                                          ((32, 40, 64), "linear_step_single_kernel"),
+                                          ((2048, 128, 100), "linear_step_single_kernel"),  # not cuBLAS
+                                          ((256, 128, 128), "gemm_kernel")])  # fmt: skip
 def test_auto_path_rule(shape, kernel, monkeypatch):
-    """DNI_CUDA_PATH=auto (params.h): cuBLAS from 2^25 multiply-adds in the largest
-    product, the single kernel for narrow layers with large batches, multi otherwise;
+    """DNI_CUDA_PATH=auto (params.h): the single kernel for narrow layers (at most 64
+    features, or 128 from batch 512), else cuBLAS from 2^25 multiply-adds in the
+    largest product, multi otherwise;
     each path's result still matches the reference at these sizes."""
     monkeypatch.setenv("DNI_CUDA_PATH", "auto")
     case = make_linear_step_case(*shape, device="cuda", num_classes=10, chain=True, chain_classes=3)

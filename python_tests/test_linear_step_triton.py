@@ -115,8 +115,8 @@ def test_auto_path_rule(monkeypatch):
     assert _common.choose_path("single", 128, 10) == "single"  # allowed, spills
     assert _common.choose_path(None, 64, (1 << 20) + 1) == "multi"  # too many atomics
     assert _common.choose_path("multi", 3, 1) == "multi"
-    assert _common.choose_path(None, 64, 10, work=1 << 25) == "cublas"  # library products
-    assert _common.choose_path(None, 64, 10, work=(1 << 25) - 1) == "single"
+    assert _common.choose_path(None, 64, 10, work=1 << 30) == "cublas"  # library products
+    assert _common.choose_path(None, 64, 10, work=(1 << 30) - 1) == "single"
     assert _common.choose_path("multi", 3, 1, work=1 << 30) == "multi"
     assert _common.choose_path("cublas", 3, 1) == "cublas"
     # The work is the largest product's: the SG's B·O², the chain's B·I² count too.

@@ -6,15 +6,18 @@
 //   multi   tiled GEMMs with fused epilogues (linear_step_multi.cuh); any size.
 //   cublas  multi's stages with every product on cuBLAS, each epilogue a separate
 //           elementwise kernel; any size.
-//   auto    cublas from 2^25 multiply-adds in the largest product (B·I·O, B·O² or,
-//           chained, B·I²: params.h::largest_product_work), else single when in,
-//           out <= 256 and batch >= 2048 (prefers_single), else multi. An empty
-//           batch always takes multi (no rows, no blocks).
+//   auto    single for narrow layers (max(in, out) <= 64, or <= 128 from batch 512:
+//           prefers_single), else cublas from 2^25 multiply-adds in the largest
+//           product (B·I·O, B·O² or, chained, B·I²: params.h::largest_product_work),
+//           else multi. An empty batch always takes multi (no rows, no blocks).
 // The single path's feature limit is set by construction (its shared memory). The
-// batch rule is measured: on an H100 (float32, relu, width 256) the multi path took
-// 0.11 ms to single's 0.22 ms at batch 32 and 256, and 0.45 ms to 0.38 ms at 4096;
-// `scripts/gpu_check.sh paths` sweeps the range in between. The tiled GEMM runs at
-// about a third of cuBLAS's float32 rate, which decides large layers (see params.h).
+// rest is measured (`scripts/gpu_check.sh paths`, H100, float32, relu, I = O, batch
+// 32-4096): at width 64 the single kernel took 40-55 us at every batch (multi 49-377,
+// cuBLAS 116-213); at width 128 it took 80-127 us from batch 512 (multi 107-407, cuBLAS
+// 186-284) and tied multi below; at width 256 it lost to multi below batch 1024 and to
+// cuBLAS above. cuBLAS has a floor of about 150 us of host work per call, which multi
+// beats on small layers; the tiled GEMM runs at about a third of cuBLAS's float32 rate,
+// which decides large layers (see params.h).
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
@@ -41,8 +44,8 @@ Path choose_path(int64_t batch, int64_t in, int64_t out, bool chained) {
                 " (unset it, or set auto or multi)");
     return Path::kSingle;
   }
-  if (prefers_cublas(largest_product_work(batch, in, out, chained))) return Path::kCublas;
-  return prefers_single(batch, in, out) ? Path::kSingle : Path::kMulti;
+  if (prefers_single(batch, in, out)) return Path::kSingle;
+  return prefers_cublas(largest_product_work(batch, in, out, chained)) ? Path::kCublas : Path::kMulti;
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cuda(

@@ -111,11 +111,13 @@ enum class Path { kSingle, kMulti, kCublas };
 
 // Which path a layer takes under DNI_CUDA_PATH=auto (see linear_step.cpp for the
 // measurements); linear_step_single.cuh says why the single kernel's layers are limited
-// to 256 features. Small batches give it too few blocks to beat the multi-launch path.
+// to 256 features. The single kernel wins on narrow layers: at most 64 features at any
+// batch, at most 128 from batch 512 (below that, multi ties it). Checked before the
+// cuBLAS rule: at width 128 and batch 2048 it took 84 us to cuBLAS's 284.
 constexpr int64_t kSingleMaxFeatures = 256;
-constexpr int64_t kSingleMinBatch = 2048;
 inline bool prefers_single(int64_t batch, int64_t in, int64_t out) {
-  return in <= kSingleMaxFeatures && out <= kSingleMaxFeatures && batch >= kSingleMinBatch;
+  const int64_t width = std::max(in, out);
+  return width <= 64 || (width <= 128 && batch >= 512);
 }
 
 // Under DNI_CUDA_PATH=auto an op takes cuBLAS when its largest product has at least
@@ -123,8 +125,9 @@ inline bool prefers_single(int64_t batch, int64_t in, int64_t out) {
 // bench_linear_step, where eager PyTorch (cuBLAS plus separate elementwise kernels, the
 // cuBLAS path's structure) beat the tiled GEMM from there on (B = 32, I = O = 1024:
 // 0.18 against 0.35 ms; B = 4096, I = O = 256: 0.21 against 0.38 ms) and lost below it
-// (B = 256, I = O = 256: 0.35 against 0.12 ms). The cuBLAS path itself is not yet
-// measured on a GPU.
+// (B = 256, I = O = 256: 0.35 against 0.12 ms). The cuBLAS path itself, measured later
+// (gpu_check.sh paths, H100): 150-180 us at B = 512-4096, I = O = 256 (multi 144-467),
+// 152 against multi's 352 us at B = 32, I = O = 1024.
 constexpr int64_t kCublasMinWork = int64_t{1} << 25;
 inline bool prefers_cublas(int64_t largest_product_work) {
   return largest_product_work >= kCublasMinWork;

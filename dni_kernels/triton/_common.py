@@ -28,11 +28,14 @@ SINGLE_MAX_FEATURES = 128
 # GEMMs, which write each gradient element once, win. Heuristic, not GPU-tuned.
 SINGLE_MAX_ATOMIC_ELEMENTS = 1 << 20
 # "auto" hands the tiled path's products to the library (torch.mm: cuBLAS on a GPU)
-# from this many multiply-adds in an op's largest product, the CUDA kernels' rule
-# (csrc/cuda/params.h::largest_product_work):
-# on the H100 the tiled Triton path measured 1.3–2.3× slower than eager PyTorch from
-# 1024 features up.
-LIBRARY_MIN_WORK = 1 << 25
+# from this many multiply-adds in an op's largest product (counted as the CUDA kernels
+# count it, csrc/cuda/params.h::largest_product_work). Measured on an H100
+# (`scripts/gpu_check.sh paths`, float32 linear_step, I = O): the library form carries
+# 0.3–0.7 ms of host work per call (a torch.mm and a launch per product), so it lost to
+# the tiled kernels up to 2^29 (B = 512, I = O = 1024: 0.50 against 0.26 ms), tied at
+# 2^30 and won above (B = 4096, I = O = 1024: 0.86 against 1.75 ms). The CUDA kernels,
+# with less host work per call, switch at 2^25.
+LIBRARY_MIN_WORK = 1 << 30
 
 
 def largest_product_work(batch: int, in_f: int, out_f: int, chained: bool) -> int:

@@ -3,7 +3,7 @@
 regression toward this step's grad_x (the prev_* chain).
 
 Three paths, chosen by `_common.choose_path` (argument `path`, env DNI_TRITON_PATH;
-"auto" = "cublas" from 2²⁵ multiply-adds in the largest product (B·I·O, B·O² or,
+"auto" = "cublas" from 2³⁰ multiply-adds in the largest product (B·I·O, B·O² or,
 chained, B·I²), else single launch for out_features ≤ 64 while programs × (O·I + I·I
 with the chain) ≤ 2²⁰ atomically added elements, else tiled; see _common.py):
 

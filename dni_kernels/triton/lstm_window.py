@@ -22,11 +22,9 @@ on every call, the same vocabulary as the CUDA kernels' DNI_CUDA_LSTM_STEP):
 "fused", inside the step kernel (tl.dot tiles, one launch per step), or "cublas", as a
 library product (torch.mm: cuBLAS on a GPU) into a float32 buffer that the same step
 kernel reads in place of its dot loop (two launches per step, the product at the
-library's rate). "auto" (the default) takes the library from 2^27 multiply-adds per
-step (B·4H·H), the CUDA kernels' measured crossover. On the H100, at T = 40, B = 256,
-H = 1024, the Triton window with its steps' tl.dot products took 22.8 ms and the CUDA
-window with cuBLAS steps 12.2 ms. The library form is tested under the interpreter
-and has not yet run on a GPU.
+library's rate). "auto" (the default) takes the library from 2^28 multiply-adds per
+step (B·4H·H), measured on an H100 (see LIBRARY_STEP_MIN_WORK). There, at T = 8,
+B = 256, H = 1024, the library form took the window from 4.63 to 3.52 ms.
 
 Per-step launches rather than one persistent kernel: a persistent kernel would need
 a grid-wide barrier between steps (h_t is read by every program of step t+1), which
@@ -188,8 +186,11 @@ MAX_BLOCK_B, BLOCK_H, BLOCK_K = 64, 32, 32
 
 
 # DNI_TRITON_LSTM_STEP=auto puts the recurrent product on the library from this many
-# multiply-adds per step (B·4H·H), as csrc/cuda/lstm_window.cpp does for the CUDA steps.
-LIBRARY_STEP_MIN_WORK = 2**27
+# multiply-adds per step (B·4H·H). Measured on an H100 (bench_lstm.py, T = 8, fused
+# window ms, tl.dot steps against library steps): B = 32, H = 1024 (2^27) 2.56 against
+# 3.51; B = 256, H = 256 (2^26) 3.13 against 3.12; B = 256, H = 1024 (2^30) 4.63
+# against 3.52. The CUDA steps, with less host work per launch, switch at 2^27.
+LIBRARY_STEP_MIN_WORK = 2**28
 
 
 def _library_steps(batch: int, hidden: int) -> bool:
