@@ -129,10 +129,20 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads or min(os.cpu_count() or 1, torch.get_num_threads()))
 
 
+def _parse_size(parser: argparse.ArgumentParser, text: str, arity: int) -> tuple:
+    try:
+        size = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        size = ()
+    if len(size) != arity or min(size) < 1:
+        parser.error(f"--size takes {arity} positive integers separated by commas, got {text!r}")
+    return size
+
+
 def bench_main(name: str, doc: str, run, cpu_sizes, cuda_sizes=None,
                quick_help: str = "smallest size only, short runs") -> None:
-    """The command line every benchmark shares: --quick, --threads, --min-run-time and
-    --device; runs `run(device, sizes, min_run_time)` on each selected device (the GPU
+    """The command line every benchmark shares: --quick, --size, --threads,
+    --min-run-time and --device; runs `run(device, sizes, min_run_time)` on each selected device (the GPU
     only when present) and writes the results to benchmarks/results/<name>[_device].json
     (a run on one device never overwrites another device's results)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,13 +151,19 @@ def bench_main(name: str, doc: str, run, cpu_sizes, cuda_sizes=None,
     parser.add_argument("--min-run-time", type=float, default=1.0)
     parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all",
                         help="benchmark the CPU, the GPU, or both (the GPU only when present)")
+    arity = len(cpu_sizes[0])
+    parser.add_argument("--size", action="append", default=None, metavar=",".join(["N"] * arity),
+                        help=f"a size to run instead of the default list ({arity} integers, in the "
+                             "tables' column order); repeatable")  # fmt: skip
     args = parser.parse_args()
+    chosen = [_parse_size(parser, text, arity) for text in args.size] if args.size else None
     set_threads(args.threads)
     min_run_time = 0.2 if args.quick else args.min_run_time
     results = {}
     for kind, sizes in (("cpu", cpu_sizes), ("cuda", cuda_sizes or cpu_sizes)):
         if args.device not in (kind, "all") or (kind == "cuda" and not torch.cuda.is_available()):
             continue
-        results[kind] = run(torch.device(kind), sizes[:1] if args.quick else sizes, min_run_time)
+        sizes = chosen or (sizes[:1] if args.quick else sizes)
+        results[kind] = run(torch.device(kind), sizes, min_run_time)
     suffix = "" if args.device == "all" else f"_{args.device}"
     print("wrote", write_json(name + suffix, results))
