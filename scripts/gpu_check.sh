@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Build, test and benchmark the GPU kernels on a machine with a GPU, in one go.
-#   scripts/gpu_check.sh [build] [test] [sanitize] [bench]   (default: build test)
+#   scripts/gpu_check.sh [build] [test] [sanitize] [paths] [bench] [bench_lstm]   (default: build test)
 # Uses the python3 on PATH and its torch (no venv: the GPU machine brings its own
 # CUDA torch). Logs go to $OUT (or ./gpu_out), so a run cut short still leaves them.
 #   build     CUDA + CPU kernels in place, for TORCH_CUDA_ARCH_LIST (default: this GPU)
 #   test      every GPU test file (CUDA C++ and compiled Triton) under pytest-xdist
 #   sanitize  compute-sanitizer memcheck + racecheck over a few small CUDA cases
-#   bench     the GPU columns of the linear_step, sg_update and LSTM benchmarks
+#   bench     the GPU columns of the linear_step and sg_update benchmarks
+#   bench_lstm   the GPU columns of the LSTM benchmark ($DNI_LSTM_SIZES: "T,B,H ...")
 #   paths     linear_step's three CUDA and three Triton paths (single launch, multi
 #             launch, cuBLAS) over layer sizes around their crossovers (the data
 #             behind DNI_CUDA_PATH=auto and DNI_TRITON_PATH=auto)
@@ -59,10 +60,19 @@ run_phase() {
         done
         ;;
     bench)
-        for b in bench_linear_step bench_sg_update bench_lstm; do
+        for b in bench_linear_step bench_sg_update; do
             python3 "benchmarks/$b.py" --device cuda 2>&1 | tee "$OUT/$b.log" | grep -v "^W" || return 1
             cp "benchmarks/results/${b}_cuda.json" "$OUT/"
         done
+        ;;
+    bench_lstm)
+        # All eight sizes ran past a 10-minute call (the compile column compiles T = 40
+        # unrolled steps); DNI_LSTM_SIZES="8,32,256 40,256,1024" runs a few per call.
+        local sizes=()
+        for size in ${DNI_LSTM_SIZES:-}; do sizes+=(--size "$size"); done
+        python3 benchmarks/bench_lstm.py --device cuda --min-run-time 0.5 "${sizes[@]}" 2>&1 |
+            tee "$OUT/bench_lstm.log" | grep -v "^W" || return 1
+        cp benchmarks/results/bench_lstm_cuda.json "$OUT/"
         ;;
     paths)
         python3 - <<'EOF' 2>&1 | tee "$OUT/paths.log"
