@@ -12,10 +12,10 @@
 //           else multi. An empty batch always takes multi (no rows, no blocks).
 // The single path's feature limit is set by construction (its shared memory). The
 // rest is measured (`scripts/gpu_check.sh paths`, H100, float32, relu, I = O, batch
-// 32-4096): at width 64 the single kernel took 40-55 us at every batch (multi 49-377,
-// cuBLAS 116-213); at width 128 it took 80-127 us from batch 512 (multi 107-407, cuBLAS
-// 186-284) and tied multi below; at width 256 it lost to multi below batch 1024 and to
-// cuBLAS above. cuBLAS has a floor of about 150 us of host work per call, which multi
+// 32-4096, two sweeps): at width 64 the single kernel took 40-55 us at every batch
+// (multi 49-378, cuBLAS 116-216); at width 128 it took 80-138 us from batch 512 (multi
+// 107-407, cuBLAS 144-284 but for one 62 us outlier) and tied multi below; at width 256
+// it lost to multi below batch 1024 and to cuBLAS above. cuBLAS has a floor of about 150 us of host work per call, which multi
 // beats on small layers; the tiled GEMM runs at about a third of cuBLAS's float32 rate,
 // which decides large layers (see params.h).
 #include <c10/cuda/CUDAGuard.h>
