@@ -231,18 +231,22 @@ def _our_kernels_launched(fn):
 
 
 @GPU
-@pytest.mark.parametrize("shape,kernel", [((32, 1024, 1024), "epilogue_kernel"),  # 2^25: cuBLAS
-                                          ((32, 64, 1024), "epilogue_kernel"),  # the SG's B·O²
-                                          ((32, 1024, 64), "epilogue_kernel"),  # the chain's B·I²
+@pytest.mark.parametrize("shape,kernel", [((32, 1024, 1024), "epilogue_kernel"),  # 512+ features: cuBLAS
+                                          ((32, 64, 1024), "epilogue_kernel"),  # a wide output
+                                          ((32, 1024, 64), "epilogue_kernel"),  # a wide input
                                           ((256, 256, 256), "gemm_kernel"),  # 2^24: multi
+                                          ((512, 256, 256), "gemm_kernel"),  # 2^25: multi
+                                          ((1024, 256, 200), "epilogue_kernel"),  # 2^26: cuBLAS
                                           ((4096, 64, 64), "linear_step_single_kernel"),
                                           ((32, 40, 64), "linear_step_single_kernel"),
                                           ((2048, 128, 100), "linear_step_single_kernel"),  # not cuBLAS
-                                          ((256, 128, 128), "gemm_kernel")])  # fmt: skip
+                                          ((8192, 128, 100), "epilogue_kernel"),  # 2^27 (chained B·I²): past single
+                                          ((511, 128, 128), "gemm_kernel"),
+                                          ((512, 128, 128), "linear_step_single_kernel")])  # fmt: skip
 def test_auto_path_rule(shape, kernel, monkeypatch):
     """DNI_CUDA_PATH=auto (params.h): the single kernel for narrow layers (at most 64
-    features, or 128 from batch 512), else cuBLAS from 2^25 multiply-adds in the
-    largest product, multi otherwise;
+    features, or 128 from batch 512) up to 2^26 multiply-adds in the largest product,
+    else cuBLAS from 512 features or 2^26 multiply-adds, multi otherwise;
     each path's result still matches the reference at these sizes."""
     monkeypatch.setenv("DNI_CUDA_PATH", "auto")
     case = make_linear_step_case(*shape, device="cuda", num_classes=10, chain=True, chain_classes=3)

@@ -6,18 +6,19 @@
 //   multi   tiled GEMMs with fused epilogues (linear_step_multi.cuh); any size.
 //   cublas  multi's stages with every product on cuBLAS, each epilogue a separate
 //           elementwise kernel; any size.
-//   auto    single for narrow layers (max(in, out) <= 64, or <= 128 from batch 512:
-//           prefers_single), else cublas from 2^25 multiply-adds in the largest
-//           product (B·I·O, B·O² or, chained, B·I²: params.h::largest_product_work),
-//           else multi. An empty batch always takes multi (no rows, no blocks).
+//   auto    single for narrow layers (max(in, out) <= 64, or <= 128 from batch 512,
+//           up to 2^26 multiply-adds), else cublas from 512 features or 2^26
+//           multiply-adds in the largest product (B·I·O, B·O² or, chained, B·I²:
+//           params.h::largest_product_work), else multi. An empty batch always takes
+//           multi (no rows, no blocks).
 // The single path's feature limit is set by construction (its shared memory). The
 // rest is measured (`scripts/gpu_check.sh paths`, H100, float32, relu, I = O, batch
-// 32-4096, two sweeps): at width 64 the single kernel took 40-55 us at every batch
-// (multi 49-378, cuBLAS 116-216); at width 128 it took 80-138 us from batch 512 (multi
-// 107-407, cuBLAS 144-284 but for one 62 us outlier) and tied multi below; at width 256
-// it lost to multi below batch 1024 and to cuBLAS above. cuBLAS has a floor of about 150 us of host work per call, which multi
-// beats on small layers; the tiled GEMM runs at about a third of cuBLAS's float32 rate,
-// which decides large layers (see params.h).
+// 32-4096, three sweeps; params.h says why): at width 64 the single kernel took 40-55 us
+// at every batch (multi 49-378, cuBLAS 116-309); at width 128 it took 79-138 us from
+// batch 512 (multi 106-407, cuBLAS 144-299 but for one 62 us outlier); at width 256 multi
+// took 108-145 us up to batch 512, cuBLAS 75-228 us from batch 1024 (single 218-375); at
+// widths 512 and 1024 cuBLAS won at every batch (B = 32, width 1024: 78-152 us against
+// multi's 352-354).
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
@@ -44,8 +45,9 @@ Path choose_path(int64_t batch, int64_t in, int64_t out, bool chained) {
                 " (unset it, or set auto or multi)");
     return Path::kSingle;
   }
-  if (prefers_single(batch, in, out)) return Path::kSingle;
-  return prefers_cublas(largest_product_work(batch, in, out, chained)) ? Path::kCublas : Path::kMulti;
+  const int64_t work = largest_product_work(batch, in, out, chained);
+  if (prefers_single(batch, in, out, work)) return Path::kSingle;
+  return prefers_cublas(std::max(in, out), work) ? Path::kCublas : Path::kMulti;
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cuda(

@@ -109,28 +109,34 @@ struct LinearStepParams {
 // cuBLAS and its epilogue as a separate elementwise kernel.
 enum class Path { kSingle, kMulti, kCublas };
 
-// Which path a layer takes under DNI_CUDA_PATH=auto (see linear_step.cpp for the
-// measurements); linear_step_single.cuh says why the single kernel's layers are limited
-// to 256 features. The single kernel wins on narrow layers: at most 64 features at any
-// batch, at most 128 from batch 512 (below that, multi ties it). Checked before the
-// cuBLAS rule: at width 128 and batch 2048 it took 84 us to cuBLAS's 284.
+// Which path a layer takes under DNI_CUDA_PATH=auto, from three `gpu_check.sh paths`
+// sweeps on an H100 (float32, relu, I = O = 64-1024, batch 32-4096; linear_step.cpp
+// gives the numbers). linear_step_single.cuh says why the single kernel's layers are
+// limited to 256 features.
+//
+// The single kernel wins on narrow layers: at most 64 features at any batch, at most
+// 128 from batch 512 (below that it and multi were within 25 % either way). It is
+// checked before the cuBLAS rule (width 128, batch 2048: 84 us against cuBLAS's
+// 243-299) but only up to 2^26 multiply-adds, the largest measured: each of its blocks
+// adds O·I (+ I·I chained) partial sums atomically, which grows with the batch.
 constexpr int64_t kSingleMaxFeatures = 256;
-inline bool prefers_single(int64_t batch, int64_t in, int64_t out) {
+constexpr int64_t kSingleMaxWork = int64_t{1} << 26;
+inline bool prefers_single(int64_t batch, int64_t in, int64_t out, int64_t largest_product_work) {
   const int64_t width = std::max(in, out);
-  return width <= 64 || (width <= 128 && batch >= 512);
+  return (width <= 64 || (width <= 128 && batch >= 512)) && largest_product_work <= kSingleMaxWork;
 }
 
-// Under DNI_CUDA_PATH=auto an op takes cuBLAS when its largest product has at least
-// 2^25 multiply-adds (largest_product_work), for linear_step and sg_update alike. Taken from the H100 runs of
-// bench_linear_step, where eager PyTorch (cuBLAS plus separate elementwise kernels, the
-// cuBLAS path's structure) beat the tiled GEMM from there on (B = 32, I = O = 1024:
-// 0.18 against 0.35 ms; B = 4096, I = O = 256: 0.21 against 0.38 ms) and lost below it
-// (B = 256, I = O = 256: 0.35 against 0.12 ms). The cuBLAS path itself, measured later
-// (gpu_check.sh paths, H100): 150-180 us at B = 512-4096, I = O = 256 (multi 144-467),
-// 152 against multi's 352 us at B = 32, I = O = 1024.
-constexpr int64_t kCublasMinWork = int64_t{1} << 25;
-inline bool prefers_cublas(int64_t largest_product_work) {
-  return largest_product_work >= kCublasMinWork;
+// cuBLAS (the products through ATen, each epilogue a separate kernel) from 512 features
+// or 2^26 multiply-adds in the largest product, for linear_step and sg_update alike;
+// the tiled GEMM (multi) below. The tiled GEMM runs at about a third of cuBLAS's float32
+// rate and loses as soon as its reduction is long: at width 512 cuBLAS won at every
+// batch (B = 32: 66-169 us against 186-188), at width 256 only from 2^26 (B = 512,
+// 2^25: multi 144-145 us against 159-226; B = 1024: 184-187 against 75-161).
+// Small cuBLAS calls are host-bound and vary most between runs (60-310 us).
+constexpr int64_t kCublasMinWidth = 512;
+constexpr int64_t kCublasMinWork = int64_t{1} << 26;
+inline bool prefers_cublas(int64_t width, int64_t largest_product_work) {
+  return width >= kCublasMinWidth || largest_product_work >= kCublasMinWork;
 }
 
 // linear_step's largest product: B·I·O (forward, grad_x, update), B·O² (the SG) or,

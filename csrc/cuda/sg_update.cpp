@@ -2,8 +2,10 @@
 // multi-launch SG regression of sg_regression.cuh (residual, eᵀh product with the
 // update in its epilogue, column sums). A standalone regression has no forward pass to
 // fuse with, so there is no single-launch variant. The product is the tiled GEMM, or
-// cuBLAS with DNI_CUDA_PATH=cublas, and under auto (the default) from 2^25
-// multiply-adds (B·F·F, params.h::prefers_cublas); single and multi mean the tiled GEMM.
+// cuBLAS with DNI_CUDA_PATH=cublas, and under auto (the default) by linear_step's rule
+// (params.h::prefers_cublas: from F = 512 or 2^26 multiply-adds, B·F·F; on the H100 the
+// tiled form won at 32×256 and cuBLAS at 256×1024 and 1024×2048); single and multi mean
+// the tiled GEMM.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
@@ -20,7 +22,7 @@ namespace {
 bool use_cublas(int64_t batch, int64_t feat) {
   const std::string mode = cuda_path_setting();
   if (batch == 0) return false;  // eᵀh has K = 0: the tiled GEMM adds zeros
-  return mode == "cublas" || (mode == "auto" && prefers_cublas(batch * feat * feat));
+  return mode == "cublas" || (mode == "auto" && prefers_cublas(feat, batch * feat * feat));
 }
 
 Tensor sg_update_cuda(const Tensor& h, const Tensor& sg_raw, const Tensor& target,
