@@ -153,7 +153,7 @@ def bench_main(name: str, doc: str, run, cpu_sizes, cuda_sizes=None,
                         help="benchmark the CPU, the GPU, or both (the GPU only when present)")
     arity = len(cpu_sizes[0])
     parser.add_argument("--size", action="append", default=None, metavar=",".join(["N"] * arity),
-                        help=f"a size to run instead of the default list ({arity} integers, in the "
+                        help=f"a size to run instead of the default list or --quick's ({arity} integers, in the "
                              "tables' column order); repeatable")  # fmt: skip
     args = parser.parse_args()
     chosen = [_parse_size(parser, text, arity) for text in args.size] if args.size else None

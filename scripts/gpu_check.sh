@@ -70,7 +70,7 @@ run_phase() {
         # unrolled steps); DNI_LSTM_SIZES="8,32,256 40,256,1024" runs a few per call.
         local sizes=()
         for size in ${DNI_LSTM_SIZES:-}; do sizes+=(--size "$size"); done
-        python3 benchmarks/bench_lstm.py --device cuda --min-run-time 0.5 "${sizes[@]}" 2>&1 |
+        python3 benchmarks/bench_lstm.py --device cuda --min-run-time 0.5 ${sizes[@]+"${sizes[@]}"} 2>&1 |
             tee "$OUT/bench_lstm.log" | grep -v "^W" || return 1
         cp benchmarks/results/bench_lstm_cuda.json "$OUT/"
         ;;

@@ -30,12 +30,14 @@ SINGLE_MAX_ATOMIC_ELEMENTS = 1 << 20
 # "auto" hands the tiled path's products to the library (torch.mm: cuBLAS on a GPU)
 # from this many multiply-adds in an op's largest product (counted as the CUDA kernels
 # count it, csrc/cuda/params.h::largest_product_work). Measured on an H100
-# (`scripts/gpu_check.sh paths`, float32 linear_step, I = O): the library form carries
-# 0.3–0.7 ms of host work per call (a torch.mm and a launch per product), so up to 2^29
-# it lost to the tiled kernels (B = 512, I = O = 1024: 0.50 against 0.26 ms) or came
-# within 7 % of them, and from 2^30 it tied or won (B = 1024, I = O = 1024: 0.47 against
-# 0.46 ms; B = 4096, I = O = 1024: 0.86 against 1.75 ms). The CUDA kernels,
-# with less host work per call, switch at 2^25.
+# (`scripts/gpu_check.sh paths`, float32 linear_step, I = O): the library form took
+# 0.28–0.89 ms per call, mostly host work (a torch.mm and a launch per product), so up
+# to 2^29 it lost to the tiled kernels (B = 512, I = O = 1024: 0.50 against 0.26 ms) or
+# came within 7 % of them (but at B = 128, I = O = 64, where auto takes the single
+# launch), and from 2^30 it tied or won (B = 1024, I = O = 1024: 0.47 against
+# 0.46 ms; B = 4096, I = O = 1024: 0.86 against 1.75 ms). sg_update takes the same
+# threshold (B·F²), not measured separately. The CUDA kernels, with less host work per
+# call, switch earlier (params.h::prefers_cublas).
 LIBRARY_MIN_WORK = 1 << 30
 
 
