@@ -142,9 +142,10 @@ def _parse_size(parser: argparse.ArgumentParser, text: str, arity: int) -> tuple
 def bench_main(name: str, doc: str, run, cpu_sizes, cuda_sizes=None,
                quick_help: str = "smallest size only, short runs") -> None:
     """The command line every benchmark shares: --quick, --size, --threads,
-    --min-run-time and --device; runs `run(device, sizes, min_run_time)` on each selected device (the GPU
-    only when present) and writes the results to benchmarks/results/<name>[_device].json
-    (a run on one device never overwrites another device's results)."""
+    --min-run-time and --device; runs `run(device, sizes, min_run_time)` on each
+    selected device (the GPU only when present) and writes the results to
+    benchmarks/results/<name>[_device].json (a run on one device never overwrites
+    another device's results)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--threads", type=int, default=None)

@@ -45,9 +45,9 @@ Path choose_path(int64_t batch, int64_t in, int64_t out, bool chained) {
                 " (unset it, or set auto or multi)");
     return Path::kSingle;
   }
-  const int64_t work = largest_product_work(batch, in, out, chained);
-  if (prefers_single(batch, in, out, work)) return Path::kSingle;
-  return prefers_cublas(std::max(in, out), work) ? Path::kCublas : Path::kMulti;
+  const int64_t width = std::max(in, out), work = largest_product_work(batch, in, out, chained);
+  if (prefers_single(batch, width, work)) return Path::kSingle;
+  return prefers_cublas(width, work) ? Path::kCublas : Path::kMulti;
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> linear_step_cuda(

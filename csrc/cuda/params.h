@@ -121,8 +121,8 @@ enum class Path { kSingle, kMulti, kCublas };
 // adds O·I (+ I·I chained) partial sums atomically, which grows with the batch.
 constexpr int64_t kSingleMaxFeatures = 256;
 constexpr int64_t kSingleMaxWork = int64_t{1} << 26;
-inline bool prefers_single(int64_t batch, int64_t in, int64_t out, int64_t largest_product_work) {
-  const int64_t width = std::max(in, out);
+// `width`: max(in, out); `largest_product_work`: largest_product_work() below.
+inline bool prefers_single(int64_t batch, int64_t width, int64_t largest_product_work) {
   return (width <= 64 || (width <= 128 && batch >= 512)) && largest_product_work <= kSingleMaxWork;
 }
 
