@@ -6,6 +6,9 @@
     fused_no_grad_x   the same with x needing no gradient: the op then skips grad_x
     window    dni::lstm_window_forward fwd + bwd, x requiring grad: the window alone, no
               SG work (fused − window is the SG work's cost, within the run's noise)
+    fused_loop_steps  (CPU) `fused` with each step a library product and a gate loop
+              (DNI_CPU_LSTM_STEP=loop) instead of the one-pass AVX-512 or AVX2 steps that
+              `fused` takes where the CPU has them
     eager     the same as `fused` in plain PyTorch (reference.lstm_dni_window)
     compile   torch.compile of that reference (the T steps unrolled; compiling takes
               25–115 s per window length and shape class on 2 CPU cores, before timing)
@@ -112,7 +115,7 @@ def columns(t: dict) -> dict:
             "eager": reference_with(reference.lstm_dni_window),
             "compile": reference_with(compiled_reference), "nn_lstm": nn_lstm}  # fmt: skip
     if not t["x"].is_cuda:
-        return cols
+        return {**cols, "fused_loop_steps": under_env("DNI_CPU_LSTM_STEP", "loop", cols["fused"])}
 
     triton = fused_with(x_leaf, "triton")
 
@@ -147,6 +150,8 @@ def run(device: torch.device, sizes, min_run_time: float) -> dict:
         row["window/nn_lstm"] = row["window_ms"] / row["nn_lstm_ms"]
         row["fused/eager"] = row["fused_ms"] / row["eager_ms"]
         row["fused/compile"] = row["fused_ms"] / row["compile_ms"]
+        if device.type == "cpu":
+            row["fused/fused_loop_steps"] = row["fused_ms"] / row["fused_loop_steps_ms"]
         if device.type == "cuda":
             row["fused/nn_lstm_fp32"] = row["fused_ms"] / row["nn_lstm_fp32_ms"]
             row["triton/nn_lstm"] = row["triton_ms"] / row["nn_lstm_ms"]

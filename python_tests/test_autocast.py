@@ -105,7 +105,8 @@ def test_sg_update(device, backend, env, paths, monkeypatch):
 
 
 @pytest.mark.parametrize("device,backend,env,paths", LSTM_BACKENDS)
-# H = 64 takes the CPU's AVX-512 steps (where the CPU has them), H = 9 its portable loop.
+# H = 64 takes the CPU's one-pass steps (AVX-512 or AVX2, where it has them), H = 9 its
+# portable loop.
 @pytest.mark.parametrize("shape", [(3, 4, 5, 9), (3, 8, 64, 64)])
 def test_lstm_dni_window_forward_and_backward(device, backend, env, paths, shape, monkeypatch):
     """The window's forward and its backward (lstm_window_backward, sg_update) run under

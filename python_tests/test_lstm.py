@@ -77,25 +77,35 @@ def test_window_onednn_and_blas_paths(onednn):
     assert ("mkldnn::_linear_pointwise" in names) == expected
 
 
-# Where torch reports AVX-512 the CPU kernels take the one-pass AVX-512 steps for float32
-# with H a multiple of 64 (csrc/cpu/lstm_window_step_avx512.h).
-AVX512_STEPS = torch.backends.cpu.get_cpu_capability() == "AVX512"
+# The CPU's one-pass steps for float32 (csrc/cpu/lstm_window_steps.h): AVX-512 with H a
+# multiple of 64 where the CPU has it, else AVX2 with H a multiple of 16; "loop" is the
+# portable path (a product per step, then a gate loop). Each test below runs every mode
+# this CPU has, through $DNI_CPU_LSTM_STEP.
+CPU_CAPABILITY = torch.backends.cpu.get_cpu_capability()
+STEP_MODES = ["loop"] + ["avx2"] * (CPU_CAPABILITY in ("AVX2", "AVX512")) + [
+    "avx512"] * (CPU_CAPABILITY == "AVX512")  # fmt: skip
 PRODUCTS = {"aten::mm", "aten::addmm", "aten::addmm_", "mkldnn::_linear_pointwise"}
 
 
-# (T, B, I, H): batch 1 and every tile length (6 rows, the kernels' tile, and 1–5 rows
-# for the rest) in both kernels, with 16-row tasks (tiles of 6, 6 and 4) and, where that
-# leaves under 2 tasks per thread, one-tile tasks; two unit blocks. (The tile lengths
-# quoted are with 2 threads.)
-SHAPES_AVX512 = [(1, 1, 3, 64), (3, 5, 7, 64), (2, 35, 9, 64), (2, 50, 4, 64), (4, 9, 5, 128)]
+@pytest.fixture(params=STEP_MODES)
+def step_mode(request, monkeypatch):
+    monkeypatch.setenv("DNI_CPU_LSTM_STEP", request.param)
+    return request.param
 
 
-@pytest.mark.parametrize("shape", SHAPES_AVX512)
-def test_window_avx512_steps(shape):
-    """float32, H a multiple of 64, non-contiguous inputs: the same results as the
-    reference, and on an AVX-512 CPU no per-step product: the forward makes one (the
-    input projection), the backward three (grad_x and the two weight gradients; grad_h0
-    comes from the steps' own tiles)."""
+# (T, B, I, H): batch 1 and every tile length of both ISAs' kernels (AVX-512: 6-row
+# tiles, then 1–5 rows; AVX2: 2-row forward and 6-row backward tiles), with 12- and
+# 16-row tasks and, where those leave under 2 tasks per thread, one-tile tasks; two unit
+# blocks of the AVX-512 backward. (The tile lengths quoted are with 2 threads.)
+SHAPES_ONE_PASS = [(1, 1, 3, 64), (3, 5, 7, 64), (2, 35, 9, 64), (2, 50, 4, 64), (4, 9, 5, 128)]
+
+
+@pytest.mark.parametrize("shape", SHAPES_ONE_PASS)
+def test_window_one_pass_steps(shape, step_mode):
+    """float32, H a multiple of 64, non-contiguous inputs, in every step mode: the same
+    results as the reference, and with one-pass steps no per-step product: the forward
+    makes one (the input projection), the backward three (grad_x and the two weight
+    gradients; grad_h0 comes from the steps' own tiles)."""
     from torch.profiler import ProfilerActivity, profile
 
     _check_window_against_reference(shape, torch.float32, True, True)
@@ -107,7 +117,37 @@ def test_window_avx512_steps(shape):
     with profile(activities=[ProfilerActivity.CPU]) as prof_backward:
         ops.lstm_window_backward(*grads, *w[:5], *out)
     count = [sum(e.name in PRODUCTS for e in p.events()) for p in (prof_forward, prof_backward)]
-    assert count == ([1, 3] if AVX512_STEPS else [1 + steps, 3 + steps + (steps > 1)])
+    assert count == ([1 + steps, 3 + steps + (steps > 1)] if step_mode == "loop" else [1, 3])
+
+
+def test_auto_step_mode_takes_the_cpus_one_pass_steps(monkeypatch):
+    """Unset, $DNI_CPU_LSTM_STEP is auto: on a CPU with AVX2 or AVX-512, float32 with H a
+    multiple of 64 makes no per-step product (float64 and H = 37 take the loop)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    monkeypatch.delenv("DNI_CPU_LSTM_STEP", raising=False)
+    for dtype, hidden in ((torch.float32, 64), (torch.float64, 64), (torch.float32, 37)):
+        w = make_window(3, 4, 5, hidden, dtype=dtype)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            ops.lstm_window_forward(*w)
+        one_pass = dtype == torch.float32 and hidden == 64 and len(STEP_MODES) > 1
+        assert sum(e.name in PRODUCTS for e in prof.events()) == (1 if one_pass else 4)
+
+
+@pytest.mark.parametrize("mode,dtype,hidden,match", [
+    ("avx3", torch.float32, 64, "must be auto, avx512, avx2 or loop"),
+    ("avx2", torch.float64, 64, "DNI_CPU_LSTM_STEP=avx2 but .* Double, hidden size 64"),
+    ("avx2", torch.float32, 40, "multiple of 16; got Float, hidden size 40"),
+    ("avx512", torch.float32, 96, "DNI_CPU_LSTM_STEP=avx512 but"),
+])  # fmt: skip
+def test_forced_step_mode_it_cannot_take_raises(mode, dtype, hidden, match, monkeypatch):
+    """A forced step mode that the CPU or the input cannot take is refused, naming the
+    setting, before any output is written (AVX-512 needs H a multiple of 64, so H = 96
+    is refused on any CPU)."""
+    monkeypatch.setenv("DNI_CPU_LSTM_STEP", mode)
+    w = make_window(2, 3, 4, hidden, dtype=dtype)
+    with pytest.raises(RuntimeError, match=match):
+        ops.lstm_window_forward(*w)
 
 
 def _check_window_against_reference(shape, dtype, bias, noncontig):
@@ -294,11 +334,16 @@ def test_long_window_float32_matches_float64():
         torch.testing.assert_close(g.double(), e, **tol(torch.float32), msg=lambda m: f"{n}: {m}")
 
 
-@pytest.mark.parametrize("hidden", [37, 64], ids=["gate_loop", "avx512_steps"])
-def test_saturated_gates_float32_match_float64(hidden):
+# H = 37: the portable gate loops; H = 64: every step mode this CPU has.
+HIDDEN_AND_MODES = [(37, "auto")] + [(64, m) for m in STEP_MODES]
+
+
+@pytest.mark.parametrize("hidden,mode", HIDDEN_AND_MODES)
+def test_saturated_gates_float32_match_float64(hidden, mode, monkeypatch):
     """Pre-activations far beyond ±88, where the CPU kernels' vectorised exp clamps its
     argument (csrc/cpu/vec_math.h): gates at exactly 0 and 1, no inf or NaN; in the
-    portable gate loops and in the AVX-512 steps (H = 64, on a CPU that has them)."""
+    portable gate loops and in the one-pass steps."""
+    monkeypatch.setenv("DNI_CPU_LSTM_STEP", mode)
     w64 = list(make_window(5, 3, 8, hidden, seed=5))
     w64[5] = w64[5] * 1000.0
     w32 = [t.float() for t in w64]
@@ -313,12 +358,13 @@ def test_saturated_gates_float32_match_float64(hidden):
         torch.testing.assert_close(g.double(), e, **tol(torch.float32), msg=lambda m: f"{n}: {m}")
 
 
-@pytest.mark.parametrize("hidden", [37, 64], ids=["gate_loop", "avx512_steps"])
-def test_nan_input_reaches_outputs(hidden):
+@pytest.mark.parametrize("hidden,mode", HIDDEN_AND_MODES)
+def test_nan_input_reaches_outputs(hidden, mode, monkeypatch):
     """A NaN in x comes out as NaN in that batch row's states and gates, as in the
     reference, and nowhere else: the vectorised exp's clamp (csrc/cpu/vec_math.h) lets a
     NaN through instead of turning it into a bound, in the portable gate loops and in the
-    AVX-512 steps (H = 64, on a CPU that has them)."""
+    one-pass steps."""
+    monkeypatch.setenv("DNI_CPU_LSTM_STEP", mode)
     w = [t.float() for t in make_window(3, 4, 8, hidden, seed=7)]
     w[0] = w[0].clone()
     w[0][0, 1, 2] = float("nan")
@@ -341,7 +387,7 @@ def _opcheck_samples():
     yield "lstm_dni_window", (*wd, *heads, 0.1, True, True, 0.5)
     wd, heads = _dni_inputs((2, 3, 5, 4), torch.float32, False, False)
     yield "lstm_dni_window", (*wd, *heads, 0.1, False, False, 1.0)
-    # H = 64: the AVX-512 steps, on a CPU that has them.
+    # H = 64: the CPU's one-pass steps, where it has them.
     w = make_window(2, 5, 3, 64, dtype=torch.float32)
     yield "lstm_window_forward", w
     g = torch.randn(2, 5, 64)

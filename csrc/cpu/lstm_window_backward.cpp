@@ -2,8 +2,9 @@
 //
 // Per step (t = T−1 … 0): the recurrent gradient dz_{t+1} W_hh, then the gate math
 // (adding the in-window gradients), which writes dz_t into a [T, B, 4H] buffer and
-// carries dc. With AVX-512 (float32, H a multiple of 64) the two are one pass per step
-// (lstm_window_step_avx512.h) that also writes dz unit-major for the weight gradients;
+// carries dc. With AVX-512 or AVX2 (float32, H a multiple of 64 or 16) the two are one
+// pass per step (lstm_window_steps.h) that also writes dz unit-major for the weight
+// gradients;
 // otherwise a oneDNN or BLAS product and then one parallel gate loop. The parameter
 // and input gradients are then a few large GEMMs over the whole window
 // (lstm_window_grads.h).
@@ -19,7 +20,7 @@
 #include "dni/lstm_window_grads.h"
 #include "dni/static_switch.h"
 #include "lstm_cpu.h"
-#include "lstm_window_step_avx512.h"
+#include "lstm_window_steps.h"
 #include "vec_math.h"
 #include "workspace.h"
 
@@ -84,11 +85,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
   const Tensor grad_cs_contig = grad_cs.has_value() ? grad_cs->contiguous() : Tensor();
   const Tensor c0_contig = c0.contiguous();
   Tensor dz_by_unit, h_prev_buffer, grad_h0;
-  if (lstm_window_step_avx512_supported(w_hh)) {
+  if (const LstmWindowSteps* one_pass = lstm_window_steps(w_hh)) {
     dz_by_unit =
         workspace(WorkspaceSlot::kLstmGateGradsByUnit, {4 * hidden, steps * batch}, opts);
     h_prev_buffer = workspace(WorkspaceSlot::kLstmHiddenPrev, {steps, batch, hidden}, opts);
-    const Tensor w_hh_packed = lstm_pack_backward_weight(w_hh);
+    const Tensor w_hh_packed = one_pass->pack_backward_weight(w_hh);
     // Raw pointers: every tensor here is contiguous, and a select per step cost more
     // than the step's gate math at small sizes.
     const int64_t state = batch * hidden;
@@ -98,7 +99,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
     const float* grad_c = grad_cs.has_value() ? grad_cs_contig.data_ptr<float>() : nullptr;
     float* dz_ptr = dz.data_ptr<float>();
     for (int64_t t = steps - 1; t >= 0; --t) {
-      lstm_window_backward_step_avx512(
+      one_pass->backward_step(
           t < steps - 1 ? dz_ptr + (t + 1) * 4 * state : nullptr, dh.data_ptr<float>(),
           w_hh_packed.data_ptr<float>(), gates_ptr + t * 4 * state, cs_ptr + t * state,
           t == 0 ? c0_contig.data_ptr<float>() : cs_ptr + (t - 1) * state,
@@ -106,13 +107,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
           dc_carry.data_ptr<float>(), dz_ptr + t * 4 * state,
           dz_by_unit.data_ptr<float>() + t * batch, steps * batch, batch, hidden);
     }
-    // δ_start's h part, dz_0 W_hh, with the steps' tiles and packed weight: alone, they
-    // ran this [B, 4H] × [4H, H] product at 219–232 GFLOP/s against oneDNN's 142–220
-    // (B = 32 and 256, H = 256 and 1024), and inside the window oneDNN's call was
-    // slower still (0.25 ms at B = 32, H = 256: 67 GFLOP/s).
+    // δ_start's h part, dz_0 W_hh, with the steps' tiles and packed weight: alone, the
+    // AVX-512 ones ran this [B, 4H] × [4H, H] product at 219–232 GFLOP/s against
+    // oneDNN's 142–220 (B = 32 and 256, H = 256 and 1024), and inside the window
+    // oneDNN's call was slower still (0.25 ms at B = 32, H = 256: 67 GFLOP/s).
     grad_h0 = at::empty({batch, hidden}, opts);
-    lstm_window_recurrent_grad_avx512(dz_ptr, w_hh_packed.data_ptr<float>(),
-                                      grad_h0.data_ptr<float>(), batch, hidden);
+    one_pass->recurrent_grad(dz_ptr, w_hh_packed.data_ptr<float>(), grad_h0.data_ptr<float>(),
+                             batch, hidden);
   } else {
     const Tensor w_hh_t_packed = prepack_weight(w_hh.t(), batch, steps - 1);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dni_lstm_window_backward_cpu", [&] {

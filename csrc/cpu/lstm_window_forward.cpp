@@ -3,8 +3,9 @@
 // The input projection of all T steps is ONE product that becomes `gates`
 // (x W_ihᵀ + b for [T·B, I]). Each step then adds the recurrent product h_{t−1} W_hhᵀ,
 // activates the gates in place (the backward reuses them) and writes c_t and h_t: with
-// AVX-512 (float32, H a multiple of 64) as one pass (lstm_window_step_avx512.h),
-// otherwise as the product (see dense_linear.h) and one parallel loop.
+// AVX-512 or AVX2 (float32, H a multiple of 64 or 16) as one pass
+// (lstm_window_steps.h), otherwise as the product (see dense_linear.h) and one
+// parallel loop.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -15,7 +16,7 @@
 #include "dni/lstm_checks.h"
 #include "dni/lstm_math.h"
 #include "lstm_cpu.h"
-#include "lstm_window_step_avx512.h"
+#include "lstm_window_steps.h"
 #include "vec_math.h"
 
 namespace dni::cpu {
@@ -70,15 +71,15 @@ std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cpu(const Tensor& x, cons
   Tensor hs = at::empty({steps, batch, hidden}, opts);
   Tensor cs = at::empty({steps, batch, hidden}, opts);
   const Tensor c0_contig = c0.contiguous();
-  if (lstm_window_step_avx512_supported(w_hh)) {
+  if (const LstmWindowSteps* one_pass = lstm_window_steps(w_hh)) {
     const Tensor h0_contig = h0.contiguous();  // the portable path's product takes views
-    const Tensor w_hh_packed = lstm_pack_forward_weight(w_hh);
+    const Tensor w_hh_packed = one_pass->pack_forward_weight(w_hh);
     float* z = gates.data_ptr<float>();
     float* c = cs.data_ptr<float>();
     float* h = hs.data_ptr<float>();
     for (int64_t t = 0; t < steps; ++t) {
       const int64_t prev = (t - 1) * batch * hidden;
-      lstm_window_forward_step_avx512(
+      one_pass->forward_step(
           z + t * batch * 4 * hidden, t == 0 ? h0_contig.data_ptr<float>() : h + prev,
           w_hh_packed.data_ptr<float>(), t == 0 ? c0_contig.data_ptr<float>() : c + prev,
           c + t * batch * hidden, h + t * batch * hidden, batch, hidden);

@@ -54,6 +54,7 @@ at::Tensor lstm_pack_backward_weight(const at::Tensor& w_hh) {
 // templates) only into callers of the same arch. prfchw: __builtin_prefetch's write
 // hint becomes PREFETCHW, which every AVX-512 CPU has.
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prfchw")
+#include "lstm_step_tiles.h"
 #include "simd16.h"
 
 namespace dni::cpu {
@@ -115,60 +116,6 @@ template <int kRows>
 inline void multiply_tile(const float* a, int64_t lda, const float* panel, int64_t depth,
                           F16 (&acc)[kRows][4]) {
   multiply_tile<kRows>(a, lda, panel, depth, acc, [](int64_t) { return nullptr; }, 0, 0);
-}
-
-// Requests into L2 `lines` cache lines (16 floats each) of each of a tile's kRows rows,
-// ld floats apart. A tile's epilogue reads its rows of the gates and states, last
-// touched a step or a whole product ago and a few lines per 1–4 KiB row, a pattern the
-// hardware prefetcher does not follow; requested before the tile's product, they arrive
-// while it runs. (The forward and backward steps took 2–5 % less time.)
-template <int kRows>
-inline void prefetch_tile_rows(const float* p, int64_t ld, int lines) {
-  for (int r = 0; r < kRows; ++r) {
-    for (int l = 0; l < lines; ++l) {
-      _mm_prefetch(reinterpret_cast<const char*>(p + r * ld + 16 * l), _MM_HINT_T1);
-    }
-  }
-}
-
-// The same for the four gate slices (H floats apart) of the tile's rows of a [B, 4H]
-// gates buffer, from `gates` (the first row's slice of gate i).
-template <int kRows>
-inline void prefetch_tile_gates(const float* gates, int64_t hidden, int lines) {
-  for (int g = 0; g < 4; ++g) prefetch_tile_rows<kRows>(gates + g * hidden, 4 * hidden, lines);
-}
-
-// Calls tile(std::integral_constant<int, rows>, first_row) over rows [begin, end) in
-// tiles of kTileRows and one shorter tile for the rest.
-template <typename Tile>
-inline void for_each_tile(int64_t begin, int64_t end, Tile&& tile) {
-  int64_t row = begin;
-  for (; row + kTileRows <= end; row += kTileRows) tile(std::integral_constant<int, kTileRows>{}, row);
-  switch (end - row) {
-    case 5: tile(std::integral_constant<int, 5>{}, row); break;
-    case 4: tile(std::integral_constant<int, 4>{}, row); break;
-    case 3: tile(std::integral_constant<int, 3>{}, row); break;
-    case 2: tile(std::integral_constant<int, 2>{}, row); break;
-    case 1: tile(std::integral_constant<int, 1>{}, row); break;
-    default: break;
-  }
-}
-
-// Runs task(block, row_begin, row_end) for every (unit block, row group), in parallel.
-// Tasks are numbered block-major so that a thread's contiguous range mostly shares one
-// block's weight panel.
-template <typename Task>
-inline void for_each_task(int64_t blocks, int64_t batch, Task&& task) {
-  const bool few_tasks =
-      blocks * ((batch + kRowsPerTask - 1) / kRowsPerTask) < 2 * at::get_num_threads();
-  const int64_t rows = few_tasks ? kTileRows : kRowsPerTask;
-  const int64_t groups = (batch + rows - 1) / rows;
-  at::parallel_for(0, blocks * groups, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t row = (i % groups) * rows;
-      task(i / groups, row, std::min(row + rows, batch));
-    }
-  });
 }
 
 // dst[l·ld + r] = rows[r][g][l]: one gate of a backward tile's dz, 16 units by up to 6
@@ -292,10 +239,11 @@ void lstm_window_forward_step_avx512(float* z_t, const float* h_prev, const floa
                                      const float* c_prev, float* c_t, float* h_t,
                                      int64_t batch, int64_t hidden) {
   // Block u is 16 units: its panel's 64 columns are their i, f, g and o pre-activations.
-  for_each_task(hidden / 16, batch, [&](int64_t u, int64_t row_begin, int64_t row_end) {
+  for_each_task<kTileRows, kRowsPerTask>(hidden / 16, batch, [&](int64_t u, int64_t row_begin,
+                                                                  int64_t row_end) {
     const float* panel = w_packed + u * hidden * kLstmStepUnitBlock;
     const int64_t unit = u * 16;
-    for_each_tile(row_begin, row_end, [&](auto rows, int64_t row0) {
+    for_each_tile<kTileRows>(row_begin, row_end, [&](auto rows, int64_t row0) {
       constexpr int kRows = decltype(rows)::value;
       F16 acc[kRows][4];
       prefetch_tile_gates<kRows>(z_t + row0 * 4 * hidden + unit, hidden, 1);
@@ -329,15 +277,15 @@ void lstm_window_backward_step_avx512(const float* dz_next, const float* dh_end,
   DNI_BOOL_SWITCH(grad_h != nullptr, kGradHs, [&] {
     DNI_BOOL_SWITCH(grad_c != nullptr, kGradCs, [&] {
       // Block p is 64 consecutive units of dh_t = dz_{t+1} W_hh (a depth of 4H).
-      for_each_task(hidden / kLstmStepUnitBlock, batch,
-                    [&](int64_t p, int64_t row_begin, int64_t row_end) {
+      for_each_task<kTileRows, kRowsPerTask>(
+          hidden / kLstmStepUnitBlock, batch, [&](int64_t p, int64_t row_begin, int64_t row_end) {
         const float* panel = w_packed + p * 4 * hidden * kLstmStepUnitBlock;
         // The task's dz unit-major, staged[g][u][r] for unit p·64 + u, row row_begin + r:
         // its tiles transpose into it (in L1), then each unit's rows go out as one store,
         // a whole cache line for a 16-row task. Storing each tile's few rows straight to
         // dz_by_unit (4H rows far apart) took 5–27 % longer per backward pass.
         alignas(64) float staged[4][kLstmStepUnitBlock][kRowsPerTask];
-        for_each_tile(row_begin, row_end, [&](auto rows, int64_t row0) {
+        for_each_tile<kTileRows>(row_begin, row_end, [&](auto rows, int64_t row0) {
           constexpr int kRows = decltype(rows)::value;
           F16 acc[kRows][4];
           const int64_t u0 = p * kLstmStepUnitBlock;
@@ -412,10 +360,10 @@ void lstm_window_backward_step_avx512(const float* dz_next, const float* dh_end,
 
 void lstm_window_recurrent_grad_avx512(const float* dz, const float* w_packed, float* dh,
                                        int64_t batch, int64_t hidden) {
-  for_each_task(hidden / kLstmStepUnitBlock, batch,
-                [&](int64_t p, int64_t row_begin, int64_t row_end) {
+  for_each_task<kTileRows, kRowsPerTask>(
+      hidden / kLstmStepUnitBlock, batch, [&](int64_t p, int64_t row_begin, int64_t row_end) {
     const float* panel = w_packed + p * 4 * hidden * kLstmStepUnitBlock;
-    for_each_tile(row_begin, row_end, [&](auto rows, int64_t row0) {
+    for_each_tile<kTileRows>(row_begin, row_end, [&](auto rows, int64_t row0) {
       constexpr int kRows = decltype(rows)::value;
       F16 acc[kRows][4];
       multiply_tile<kRows>(dz + row0 * 4 * hidden, 4 * hidden, panel, 4 * hidden, acc);

@@ -4,8 +4,9 @@
 // BLAS product, then a separate gate loop) costs a second parallel region and a pass
 // over the [B, 4H] products per step, plus the product call's own setup.
 //
-// Used by lstm_window_forward.cpp and lstm_window_backward.cpp when
-// lstm_window_step_avx512_supported() holds; they keep the portable path otherwise.
+// Used by lstm_window_forward.cpp and lstm_window_backward.cpp through
+// lstm_window_steps.h (which also holds the AVX2 version); they keep the portable path
+// otherwise.
 #pragma once
 
 #include <ATen/ATen.h>

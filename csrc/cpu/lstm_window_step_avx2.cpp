@@ -1,0 +1,262 @@
+// The fused AVX2 LSTM steps (lstm_window_step_avx2.h): the scheme of the AVX-512 steps
+// (lstm_window_step_avx512.cpp) on 16 registers of 8 floats. Each parallel task owns a
+// block of units and a group of batch rows; for each register tile of its rows it
+// multiplies the rows by the block's packed weight panel, then applies the gate math
+// (the same templates as the portable loops, on 8 lanes) before the results leave the
+// registers.
+//
+// Tiles: 6 rows × 2 vectors, 12 accumulators of the 16 registers, the rest for the two
+// weight vectors and a broadcast row value: per k, 2 weight loads and 6 broadcasts feed
+// 12 FMAs, so that the FMAs (two per cycle on Zen 3 and Haswell alike) and not the loads
+// set the pace. The backward's tile covers 16 units of dh. The forward needs all four
+// gates of its 8 units before the gate math, so it runs two such products per tile, the
+// (i, f) and the (g, o) pre-activations, and keeps the first in L1 meanwhile. (A 2-row
+// tile of all four gates, 8 accumulators, loaded its weight vectors from memory for each
+// row and ran the forward 20 % slower than the portable path.)
+#include "lstm_window_step_avx2.h"
+
+#include <ATen/Parallel.h>
+
+
+#include "dni/lstm_math.h"
+#include "dni/static_switch.h"
+#include "vec_math.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DNI_LSTM_STEP_AVX2 1
+#endif
+
+namespace dni::cpu {
+
+bool lstm_window_step_avx2_supported(const at::Tensor& w_hh) {
+#ifdef DNI_LSTM_STEP_AVX2
+  static const bool cpu_has_avx2 =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return cpu_has_avx2 && w_hh.scalar_type() == at::kFloat &&
+         w_hh.size(1) % kLstmStepUnitBlockAvx2 == 0;
+#else
+  return false;
+#endif
+}
+
+at::Tensor lstm_pack_forward_weight_avx2(const at::Tensor& w_hh) {
+  const int64_t hidden = w_hh.size(1);
+  // packed[u][half][k][j][l] = W_hh[(2·half + j)·H + 8u + l][k]
+  return w_hh.contiguous()
+      .view({2, 2, hidden / 8, 8, hidden})
+      .permute({2, 0, 4, 1, 3})
+      .contiguous();
+}
+
+at::Tensor lstm_pack_backward_weight_avx2(const at::Tensor& w_hh) {
+  const int64_t hidden = w_hh.size(1);
+  // packed[p][k][l] = W_hh[k][16p + l]
+  return w_hh.contiguous()
+      .view({4 * hidden, hidden / kLstmStepUnitBlockAvx2, kLstmStepUnitBlockAvx2})
+      .permute({1, 0, 2})
+      .contiguous();
+}
+
+}  // namespace dni::cpu
+
+#ifdef DNI_LSTM_STEP_AVX2
+#pragma GCC push_options
+// An ISA list, not an arch (see lstm_window_step_avx512.cpp): the shared math templates
+// are inlined only into callers of the same target.
+#pragma GCC target("avx2,fma")
+#include "lstm_step_tiles.h"
+#include "simd8.h"
+
+namespace dni::cpu {
+namespace {
+
+constexpr int kTileRows = 6;
+// Rows per parallel task: two tiles, so that a task reuses its weight panel (from L2).
+constexpr int64_t kRowsPerTask = 12;
+static_assert(kRowsPerTask <= 16);  // write_row
+
+// acc[r][q] = Σ_k a[r·lda + k] · panel[16k + 8q + lane] for the tile's kRows rows.
+template <int kRows>
+inline void multiply_tile(const float* a, int64_t lda, const float* panel, int64_t depth,
+                          F8 (&acc)[kRows][2]) {
+#pragma GCC unroll 6
+  for (int r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = F8(0.0f);
+  for (int64_t k = 0; k < depth; ++k) {
+    const F8 p0 = load8(panel + 16 * k), p1 = load8(panel + 16 * k + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < kRows; ++r) {
+      const F8 ar(a[r * lda + k]);
+      acc[r][0] = fma(ar, p0, acc[r][0]);
+      acc[r][1] = fma(ar, p1, acc[r][1]);
+    }
+  }
+}
+
+// dst[0, n) = src[0, n) for n ≤ 16 (one unit's rows of a task) in plain 8-, 4- and
+// 1-float stores. A memcpy call per unit took a quarter of the backward step at B = 32,
+// H = 256, and AVX2's masked store (VMASKMOVPS) is microcoded on AMD CPUs: it then took
+// 14 % of the step.
+inline void write_row(float* dst, const float* src, int64_t n) {
+  int64_t h = 0;
+  for (; h + 8 <= n; h += 8) _mm256_storeu_ps(dst + h, _mm256_loadu_ps(src + h));
+  if (h + 4 <= n) {
+    _mm_storeu_ps(dst + h, _mm_loadu_ps(src + h));
+    h += 4;
+  }
+  for (; h < n; ++h) dst[h] = src[h];
+}
+
+}  // namespace
+
+void lstm_window_forward_step_avx2(float* z_t, const float* h_prev, const float* w_packed,
+                                   const float* c_prev, float* c_t, float* h_t,
+                                   int64_t batch, int64_t hidden) {
+  // Block u is 8 units: its panel is two [H, 16] halves, the units' (i, f) and (g, o)
+  // pre-activation columns.
+  for_each_task<kTileRows, kRowsPerTask>(hidden / 8, batch, [&](int64_t u, int64_t row_begin,
+                                                                 int64_t row_end) {
+    const float* panel = w_packed + u * hidden * 32;
+    const int64_t unit = u * 8;
+    for_each_tile<kTileRows>(row_begin, row_end, [&](auto rows, int64_t row0) {
+      constexpr int kRows = decltype(rows)::value;
+      F8 acc_if[kRows][2], acc_go[kRows][2];
+      prefetch_tile_gates<kRows>(z_t + row0 * 4 * hidden + unit, hidden, 1);
+      prefetch_tile_rows<kRows>(c_prev + row0 * hidden + unit, hidden, 1);
+      multiply_tile<kRows>(h_prev + row0 * hidden, hidden, panel, hidden, acc_if);
+      multiply_tile<kRows>(h_prev + row0 * hidden, hidden, panel + 16 * hidden, hidden, acc_go);
+      for (int r = 0; r < kRows; ++r) {
+        float* z = z_t + (row0 + r) * 4 * hidden + unit;
+        const F8 i = sigmoid_vec(load8(z) + acc_if[r][0]);
+        const F8 f = sigmoid_vec(load8(z + hidden) + acc_if[r][1]);
+        const F8 g = tanh_vec(load8(z + 2 * hidden) + acc_go[r][0]);
+        const F8 o = sigmoid_vec(load8(z + 3 * hidden) + acc_go[r][1]);
+        store8(z, i);
+        store8(z + hidden, f);
+        store8(z + 2 * hidden, g);
+        store8(z + 3 * hidden, o);
+        const int64_t s = (row0 + r) * hidden + unit;
+        const F8 c = lstm_cell_next(i, f, g, load8(c_prev + s));
+        store8(c_t + s, c);
+        store8(h_t + s, o * tanh_vec(c));
+      }
+    });
+  });
+}
+
+void lstm_window_backward_step_avx2(const float* dz_next, const float* dh_end,
+                                    const float* w_packed, const float* gates_t,
+                                    const float* c_t, const float* c_prev,
+                                    const float* grad_h, const float* grad_c,
+                                    float* dc_carry, float* dz_t, float* dz_by_unit,
+                                    int64_t by_unit_ld, int64_t batch, int64_t hidden) {
+  constexpr int64_t kUnits = kLstmStepUnitBlockAvx2;
+  DNI_BOOL_SWITCH(grad_h != nullptr, kGradHs, [&] {
+    DNI_BOOL_SWITCH(grad_c != nullptr, kGradCs, [&] {
+      // Block p is 16 consecutive units of dh_t = dz_{t+1} W_hh (a depth of 4H).
+      for_each_task<kTileRows, kRowsPerTask>(hidden / kUnits, batch, [&](int64_t p,
+                                                                          int64_t row_begin,
+                                                                          int64_t row_end) {
+        const float* panel = w_packed + p * 4 * hidden * kUnits;
+        const int64_t u0 = p * kUnits;
+        // The task's dz unit-major, staged[g][u][r] (in L1), then written out one run
+        // of rows per unit, as the AVX-512 steps do (there, storing each tile's rows
+        // straight to the far-apart rows of dz_by_unit took 5–27 % longer).
+        alignas(64) float staged[4][kUnits][kRowsPerTask];
+        for_each_tile<kTileRows>(row_begin, row_end, [&](auto rows, int64_t row0) {
+          constexpr int kRows = decltype(rows)::value;
+          F8 acc[kRows][2];
+          prefetch_tile_gates<kRows>(gates_t + row0 * 4 * hidden + u0, hidden, 1);
+          const float* states[] = {c_t, c_prev, dc_carry, grad_h, grad_c};  // [B, H] each
+          for (const float* state : states) {
+            if (state != nullptr) prefetch_tile_rows<kRows>(state + row0 * hidden + u0, hidden, 1);
+          }
+          if (dz_next != nullptr) {
+            multiply_tile<kRows>(dz_next + row0 * 4 * hidden, 4 * hidden, panel, 4 * hidden, acc);
+          } else {
+            for (int r = 0; r < kRows; ++r) {
+              for (int q = 0; q < 2; ++q) {
+                acc[r][q] = load8(dh_end + (row0 + r) * hidden + u0 + 8 * q);
+              }
+            }
+          }
+          for (int r = 0; r < kRows; ++r) {
+            for (int q = 0; q < 2; ++q) {
+              const int64_t unit = u0 + 8 * q;
+              const int64_t s = (row0 + r) * hidden + unit;
+              F8 dh = acc[r][q];
+              if constexpr (kGradHs) dh += load8(grad_h + s);
+              F8 dc = load8(dc_carry + s);
+              if constexpr (kGradCs) dc += load8(grad_c + s);
+              const float* a = gates_t + (row0 + r) * 4 * hidden + unit;
+              F8 dz[4];
+              store8(dc_carry + s,
+                     lstm_unit_backward_given_tanh(
+                         load8(a), load8(a + hidden), load8(a + 2 * hidden),
+                         load8(a + 3 * hidden), tanh_vec(load8(c_t + s)), load8(c_prev + s),
+                         dh, dc, dz[0], dz[1], dz[2], dz[3]));
+              for (int g = 0; g < 4; ++g) {
+                store8(dz_t + (row0 + r) * 4 * hidden + g * hidden + unit, dz[g]);
+                alignas(32) float lanes[8];
+                store8(lanes, dz[g]);
+                for (int l = 0; l < 8; ++l) {
+                  staged[g][8 * q + l][row0 - row_begin + r] = lanes[l];
+                }
+              }
+            }
+          }
+        });
+        for (int g = 0; g < 4; ++g) {
+          for (int64_t u = 0; u < kUnits; ++u) {
+            write_row(dz_by_unit + (g * hidden + u0 + u) * by_unit_ld + row_begin, staged[g][u],
+                      row_end - row_begin);
+          }
+        }
+      });
+    });
+  });
+}
+
+void lstm_window_recurrent_grad_avx2(const float* dz, const float* w_packed, float* dh,
+                                     int64_t batch, int64_t hidden) {
+  constexpr int64_t kUnits = kLstmStepUnitBlockAvx2;
+  for_each_task<kTileRows, kRowsPerTask>(hidden / kUnits, batch, [&](int64_t p,
+                                                                      int64_t row_begin,
+                                                                      int64_t row_end) {
+    const float* panel = w_packed + p * 4 * hidden * kUnits;
+    for_each_tile<kTileRows>(row_begin, row_end, [&](auto rows, int64_t row0) {
+      constexpr int kRows = decltype(rows)::value;
+      F8 acc[kRows][2];
+      multiply_tile<kRows>(dz + row0 * 4 * hidden, 4 * hidden, panel, 4 * hidden, acc);
+      for (int r = 0; r < kRows; ++r) {
+        for (int q = 0; q < 2; ++q) {
+          store8(dh + (row0 + r) * hidden + p * kUnits + 8 * q, acc[r][q]);
+        }
+      }
+    });
+  });
+}
+
+}  // namespace dni::cpu
+#pragma GCC pop_options
+
+#else  // no GCC x86-64 build: lstm_window_step_avx2_supported() is false, never called
+
+namespace dni::cpu {
+
+void lstm_window_forward_step_avx2(float*, const float*, const float*, const float*, float*,
+                                   float*, int64_t, int64_t) {
+  TORCH_CHECK(false, "dni: the AVX2 LSTM step is not built for this target");
+}
+
+void lstm_window_backward_step_avx2(const float*, const float*, const float*, const float*,
+                                    const float*, const float*, const float*, const float*,
+                                    float*, float*, float*, int64_t, int64_t, int64_t) {
+  TORCH_CHECK(false, "dni: the AVX2 LSTM step is not built for this target");
+}
+
+void lstm_window_recurrent_grad_avx2(const float*, const float*, float*, int64_t, int64_t) {
+  TORCH_CHECK(false, "dni: the AVX2 LSTM step is not built for this target");
+}
+
+}  // namespace dni::cpu
+#endif
