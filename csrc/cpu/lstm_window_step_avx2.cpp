@@ -17,6 +17,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <cstring>
 
 #include "dni/lstm_math.h"
 #include "dni/static_switch.h"
@@ -39,22 +40,47 @@ bool lstm_window_step_avx2_supported(const at::Tensor& w_hh) {
 #endif
 }
 
+// The packings are plain loops: torch's permuted copies with these 8- and 16-float runs
+// took 1.1 and 0.11 ms at H = 256, 27 and 12 ms at H = 1024, against a window's
+// 9–140 ms.
 at::Tensor lstm_pack_forward_weight_avx2(const at::Tensor& w_hh) {
-  const int64_t hidden = w_hh.size(1);
+  const at::Tensor w = w_hh.contiguous();
+  const int64_t hidden = w.size(1);
   // packed[u][half][k][j][l] = W_hh[(2·half + j)·H + 8u + l][k]
-  return w_hh.contiguous()
-      .view({2, 2, hidden / 8, 8, hidden})
-      .permute({2, 0, 4, 1, 3})
-      .contiguous();
+  at::Tensor packed = at::empty({hidden / 8, 2, hidden, 16}, w.options());
+  const float* src = w.data_ptr<float>();
+  float* dst = packed.data_ptr<float>();
+  at::parallel_for(0, hidden / 8, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) {
+      for (int64_t g = 0; g < 4; ++g) {
+        const float* rows = src + (g * hidden + 8 * u) * hidden;  // 8 rows of H
+        float* out = dst + (2 * u + g / 2) * hidden * 16 + (g % 2) * 8;
+        for (int64_t k = 0; k < hidden; ++k) {
+          for (int64_t l = 0; l < 8; ++l) out[16 * k + l] = rows[l * hidden + k];
+        }
+      }
+    }
+  });
+  return packed;
 }
 
 at::Tensor lstm_pack_backward_weight_avx2(const at::Tensor& w_hh) {
-  const int64_t hidden = w_hh.size(1);
-  // packed[p][k][l] = W_hh[k][16p + l]
-  return w_hh.contiguous()
-      .view({4 * hidden, hidden / kLstmStepUnitBlockAvx2, kLstmStepUnitBlockAvx2})
-      .permute({1, 0, 2})
-      .contiguous();
+  const at::Tensor w = w_hh.contiguous();
+  const int64_t hidden = w.size(1), blocks = hidden / kLstmStepUnitBlockAvx2;
+  // packed[p][k][l] = W_hh[k][16p + l]: each row of W_hh read once, in 64-byte runs.
+  at::Tensor packed = at::empty({blocks, 4 * hidden, kLstmStepUnitBlockAvx2}, w.options());
+  const float* src = w.data_ptr<float>();
+  float* dst = packed.data_ptr<float>();
+  constexpr size_t kRun = kLstmStepUnitBlockAvx2 * sizeof(float);
+  at::parallel_for(0, 4 * hidden, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      for (int64_t p = 0; p < blocks; ++p) {
+        std::memcpy(dst + (p * 4 * hidden + k) * kLstmStepUnitBlockAvx2,
+                    src + k * hidden + p * kLstmStepUnitBlockAvx2, kRun);
+      }
+    }
+  });
+  return packed;
 }
 
 }  // namespace dni::cpu
