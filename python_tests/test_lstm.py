@@ -87,6 +87,15 @@ STEP_MODES = ["loop"] + ["avx2"] * (CPU_CAPABILITY in ("AVX2", "AVX512")) + [
 PRODUCTS = {"aten::mm", "aten::addmm", "aten::addmm_", "mkldnn::_linear_pointwise"}
 
 
+def _products(fn) -> int:
+    """How many library products (oneDNN or BLAS calls) fn() makes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(e.name in PRODUCTS for e in prof.events())
+
+
 @pytest.fixture(params=STEP_MODES)
 def step_mode(request, monkeypatch):
     monkeypatch.setenv("DNI_CPU_LSTM_STEP", request.param)
@@ -106,32 +115,41 @@ def test_window_one_pass_steps(shape, step_mode):
     results as the reference, and with one-pass steps no per-step product: the forward
     makes one (the input projection), the backward three (grad_x and the two weight
     gradients; grad_h0 comes from the steps' own tiles)."""
-    from torch.profiler import ProfilerActivity, profile
-
     _check_window_against_reference(shape, torch.float32, True, True)
     steps = shape[0]
     w = make_window(*shape, dtype=torch.float32, noncontig=True)
     grads = [torch.randn(shape[0], shape[1], shape[3]), None, torch.randn(shape[1], shape[3]), None]
-    with profile(activities=[ProfilerActivity.CPU]) as prof_forward:
-        out = ops.lstm_window_forward(*w)
-    with profile(activities=[ProfilerActivity.CPU]) as prof_backward:
-        ops.lstm_window_backward(*grads, *w[:5], *out)
-    count = [sum(e.name in PRODUCTS for e in p.events()) for p in (prof_forward, prof_backward)]
+    out = ops.lstm_window_forward(*w)
+    count = [_products(lambda: ops.lstm_window_forward(*w)),
+             _products(lambda: ops.lstm_window_backward(*grads, *w[:5], *out))]
     assert count == ([1 + steps, 3 + steps + (steps > 1)] if step_mode == "loop" else [1, 3])
 
 
 def test_auto_step_mode_takes_the_cpus_one_pass_steps(monkeypatch):
     """Unset, $DNI_CPU_LSTM_STEP is auto: on a CPU with AVX2 or AVX-512, float32 with H a
     multiple of 64 makes no per-step product (float64 and H = 37 take the loop)."""
-    from torch.profiler import ProfilerActivity, profile
-
     monkeypatch.delenv("DNI_CPU_LSTM_STEP", raising=False)
     for dtype, hidden in ((torch.float32, 64), (torch.float64, 64), (torch.float32, 37)):
         w = make_window(3, 4, 5, hidden, dtype=dtype)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            ops.lstm_window_forward(*w)
         one_pass = dtype == torch.float32 and hidden == 64 and len(STEP_MODES) > 1
-        assert sum(e.name in PRODUCTS for e in prof.events()) == (1 if one_pass else 4)
+        assert _products(lambda: ops.lstm_window_forward(*w)) == (1 if one_pass else 4)
+
+
+def test_auto_takes_the_avx2_steps_only_for_small_step_products(monkeypatch):
+    """With AVX2 and no AVX-512, auto takes the portable path above 2²⁵ multiply-adds per
+    step product (B·4H·H), where it measured as fast or faster; with AVX-512, its steps."""
+    if len(STEP_MODES) == 1:
+        pytest.skip("no AVX2 on this CPU")
+    monkeypatch.delenv("DNI_CPU_LSTM_STEP", raising=False)
+    avx2_only = "avx512" not in STEP_MODES
+    steps = 2
+    for batch, loop in ((9, avx2_only), (8, False)):  # 9·4·1024² > 2²⁵ = 8·4·1024²
+        w = make_window(steps, batch, 1, 1024, dtype=torch.float32)
+        out = ops.lstm_window_forward(*w)
+        assert _products(lambda: ops.lstm_window_forward(*w)) == (1 + steps if loop else 1)
+        g = torch.randn(steps, batch, 1024)
+        backward = _products(lambda: ops.lstm_window_backward(g, None, None, None, *w[:5], *out))
+        assert backward == (3 + steps + 1 if loop else 3)
 
 
 @pytest.mark.parametrize("mode,dtype,hidden,match", [

@@ -85,7 +85,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
   const Tensor grad_cs_contig = grad_cs.has_value() ? grad_cs->contiguous() : Tensor();
   const Tensor c0_contig = c0.contiguous();
   Tensor dz_by_unit, h_prev_buffer, grad_h0;
-  if (const LstmWindowSteps* one_pass = lstm_window_steps(w_hh)) {
+  if (const LstmWindowSteps* one_pass = lstm_window_steps(w_hh, batch)) {
     dz_by_unit =
         workspace(WorkspaceSlot::kLstmGateGradsByUnit, {4 * hidden, steps * batch}, opts);
     h_prev_buffer = workspace(WorkspaceSlot::kLstmHiddenPrev, {steps, batch, hidden}, opts);

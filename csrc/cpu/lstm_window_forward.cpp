@@ -71,7 +71,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cpu(const Tensor& x, cons
   Tensor hs = at::empty({steps, batch, hidden}, opts);
   Tensor cs = at::empty({steps, batch, hidden}, opts);
   const Tensor c0_contig = c0.contiguous();
-  if (const LstmWindowSteps* one_pass = lstm_window_steps(w_hh)) {
+  if (const LstmWindowSteps* one_pass = lstm_window_steps(w_hh, batch)) {
     const Tensor h0_contig = h0.contiguous();  // the portable path's product takes views
     const Tensor w_hh_packed = one_pass->pack_forward_weight(w_hh);
     float* z = gates.data_ptr<float>();

@@ -24,14 +24,28 @@ constexpr LstmWindowSteps kAvx2{"avx2",
                                 lstm_window_backward_step_avx2,
                                 lstm_window_recurrent_grad_avx2};
 
+// Auto takes the AVX2 steps up to this many multiply-adds per step product (B·4H·H).
+// Measured on a 2-core Zen 3 against the portable path with oneDNN (2026-11-23, bench_lstm.py's
+// fused and fused_loop_steps columns, two runs; the machine's speed swung by a third
+// within each): at 2²³ (B = 32, H = 256) the AVX2 steps took 0.80–0.93 of the portable
+// path's time at T = 8 and 40; above, the two runs disagreed (B = 32, H = 1024 at T = 8:
+// 0.86 and 1.17; B = 256, H = 256 at T = 8: 0.96 and 1.26) or the AVX2 steps lost
+// (T = 40: 1.08–1.19 from 2²⁶), where the portable path's per-step products run on
+// oneDNN's own packed kernels; only T = 8, B = 256, H = 1024 (2³⁰) went to the AVX2
+// steps in both (0.93, 0.95). The cut at 2²⁵ between 2²³ and 2²⁶ is not timed.
+constexpr int64_t kAvx2MaxStepMacs = int64_t{1} << 25;
+
 }  // namespace
 
-const LstmWindowSteps* lstm_window_steps(const at::Tensor& w_hh) {
+const LstmWindowSteps* lstm_window_steps(const at::Tensor& w_hh, int64_t batch) {
   const char* env = std::getenv("DNI_CPU_LSTM_STEP");
   const std::string mode = env != nullptr && *env != '\0' ? env : "auto";
   if (mode == "auto") {
     if (lstm_window_step_avx512_supported(w_hh)) return &kAvx512;
-    return lstm_window_step_avx2_supported(w_hh) ? &kAvx2 : nullptr;
+    const int64_t hidden = w_hh.size(1);
+    return lstm_window_step_avx2_supported(w_hh) && batch * 4 * hidden * hidden <= kAvx2MaxStepMacs
+               ? &kAvx2
+               : nullptr;
   }
   if (mode == "loop") return nullptr;
   TORCH_CHECK(mode == "avx512" || mode == "avx2",

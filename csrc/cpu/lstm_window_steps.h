@@ -4,8 +4,9 @@
 // (a oneDNN or BLAS product per step and one gate loop).
 //
 // $DNI_CPU_LSTM_STEP (read on every call) = auto (default: AVX-512 where the CPU has it,
-// else AVX2), avx512, avx2, or loop (the portable path). A forced ISA that the CPU or
-// w_hh (float32, H a multiple of the ISA's unit block) cannot take raises.
+// else AVX2 where it was measured faster than the portable path, see
+// lstm_window_steps.cpp), avx512, avx2, or loop (the portable path). A forced ISA that
+// the CPU or w_hh (float32, H a multiple of the ISA's unit block) cannot take raises.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -30,7 +31,8 @@ struct LstmWindowSteps {
                          int64_t hidden);
 };
 
-// The steps for w_hh on this CPU, or nullptr for the portable path.
-const LstmWindowSteps* lstm_window_steps(const at::Tensor& w_hh);
+// The steps for a window of `batch` rows with this w_hh on this CPU, or nullptr for the
+// portable path.
+const LstmWindowSteps* lstm_window_steps(const at::Tensor& w_hh, int64_t batch);
 
 }  // namespace dni::cpu
