@@ -17,7 +17,11 @@
 
 #include <ATen/Parallel.h>
 
+// Before the target region, so that lstm_step_tiles.h's first inclusion of these is not
+// compiled for AVX2.
+#include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "dni/lstm_math.h"
 #include "dni/static_switch.h"

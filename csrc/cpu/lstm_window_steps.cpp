@@ -25,14 +25,14 @@ constexpr LstmWindowSteps kAvx2{"avx2",
                                 lstm_window_recurrent_grad_avx2};
 
 // Auto takes the AVX2 steps up to this many multiply-adds per step product (B·4H·H).
-// Measured on a 2-core Zen 3 against the portable path with oneDNN (2026-11-23, bench_lstm.py's
-// fused and fused_loop_steps columns, two runs; the machine's speed swung by a third
-// within each): at 2²³ (B = 32, H = 256) the AVX2 steps took 0.80–0.93 of the portable
-// path's time at T = 8 and 40; above, the two runs disagreed (B = 32, H = 1024 at T = 8:
-// 0.86 and 1.17; B = 256, H = 256 at T = 8: 0.96 and 1.26) or the AVX2 steps lost
-// (T = 40: 1.08–1.19 from 2²⁶), where the portable path's per-step products run on
-// oneDNN's own packed kernels; only T = 8, B = 256, H = 1024 (2³⁰) went to the AVX2
-// steps in both (0.93, 0.95). The cut at 2²⁵ between 2²³ and 2²⁶ is not timed.
+// Measured on a 2-core Zen 3 against the portable path with oneDNN (2026-11-23,
+// bench_lstm.py's fused and fused_loop_steps columns, runs U and V; the machine's speed
+// swung by a third within each): at 2²³ (B = 32, H = 256) the AVX2 steps took
+// 0.80–0.93 of the portable path's time at T = 8 and 40. Above, they lost in run U at
+// T = 40 (1.08–1.19 from 2²⁶, where the portable path's per-step products run on a W_hh
+// that oneDNN packed once per window), the two runs disagreed at T = 8 (B = 32,
+// H = 1024: 0.86 and 1.17; B = 256, H = 256: 0.96 and 1.26), and they won in both only
+// at T = 8, B = 256, H = 1024 (0.95, 0.93). The cut at 2²⁵ is not timed.
 constexpr int64_t kAvx2MaxStepMacs = int64_t{1} << 25;
 
 }  // namespace
