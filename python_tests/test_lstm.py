@@ -130,6 +130,31 @@ def test_window_one_pass_steps(shape, step_mode):
     assert count == ([1 + steps, 3 + steps + (steps > 1)] if step_mode == "loop" else [1, 3])
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_window_one_pass_steps_on_any_thread_count(threads, step_mode):
+    """A window's steps split their tasks among the threads of one parallel region
+    (run_steps_in_one_region): 1 thread, or 3 on a 2-core machine (uneven shares),
+    gives the results of the default count, every task run once (the library products
+    around the steps may round differently per thread count, hence assert_close)."""
+    shape = (4, 35, 9, 64)
+    w = make_window(*shape, dtype=torch.float32)
+    grads = [torch.randn(shape[0], shape[1], shape[3]), None, torch.randn(shape[1], shape[3]),
+             torch.randn(shape[1], shape[3])]  # fmt: skip
+
+    def run():
+        out = ops.lstm_window_forward(*w)
+        return (*out, *ops.lstm_window_backward(*grads, *w[:5], *out))
+
+    expected = run()
+    default = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = run()
+    finally:
+        torch.set_num_threads(default)
+    _close_all(got, expected, ("hs", "cs", "gates", *GRAD_NAMES))
+
+
 def test_auto_step_mode_takes_the_cpus_one_pass_steps(monkeypatch):
     """Unset, $DNI_CPU_LSTM_STEP is auto: on a CPU with AVX2 or AVX-512, float32 with H a
     multiple of 64 makes no per-step product (float64 and H = 37 take the loop)."""

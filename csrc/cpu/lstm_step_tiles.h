@@ -7,7 +7,7 @@
 // AVX-512 file's code for the AVX2 file's callers.
 #pragma once
 
-#include <ATen/Parallel.h>
+#include <omp.h>
 #include <xmmintrin.h>
 
 #include <algorithm>
@@ -17,23 +17,26 @@
 namespace dni::cpu {
 namespace {  // NOLINT(google-build-namespaces): see above
 
-// Runs task(block, row_begin, row_end) for every (unit block, row group), in parallel.
-// Groups of kRowsPerTask rows, several tiles, so that a task reuses its weight panel
-// (from L2) across them; of one tile when that leaves fewer than two tasks per thread
-// (many threads, few unit blocks). Tasks are numbered block-major so that a thread's
-// contiguous range mostly shares one block's weight panel.
+// Runs task(block, row_begin, row_end) for every (unit block, row group), split among
+// the threads of the enclosing parallel region, each thread calling this with the same
+// arguments (run_steps_in_one_region, lstm_window_steps.h); returns after the region's
+// barrier, when every task is done. Groups of kRowsPerTask rows, several tiles, so that
+// a task reuses its weight panel (from L2) across them; of one tile when that leaves
+// fewer than two tasks per thread (many threads, few unit blocks). Tasks are numbered
+// block-major and each thread takes a contiguous share, as at::parallel_for would, so
+// that a thread keeps the same blocks' weight panels in its L2 from step to step (a
+// dynamic schedule, one block at a time, was no faster on a 2-core Zen 3).
 template <int64_t kTileRows, int64_t kRowsPerTask, typename Task>
 inline void for_each_task(int64_t blocks, int64_t batch, Task&& task) {
-  const bool few_tasks =
-      blocks * ((batch + kRowsPerTask - 1) / kRowsPerTask) < 2 * at::get_num_threads();
+  const int64_t threads = omp_get_num_threads(), me = omp_get_thread_num();
+  const bool few_tasks = blocks * ((batch + kRowsPerTask - 1) / kRowsPerTask) < 2 * threads;
   const int64_t rows = few_tasks ? kTileRows : kRowsPerTask;
-  const int64_t groups = (batch + rows - 1) / rows;
-  at::parallel_for(0, blocks * groups, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t row = (i % groups) * rows;
-      task(i / groups, row, std::min(row + rows, batch));
-    }
-  });
+  const int64_t groups = (batch + rows - 1) / rows, tasks = blocks * groups;
+  for (int64_t i = tasks * me / threads; i < tasks * (me + 1) / threads; ++i) {
+    const int64_t row = (i % groups) * rows;
+    task(i / groups, row, std::min(row + rows, batch));
+  }
+#pragma omp barrier
 }
 
 // Calls tile(std::integral_constant<int, rows>, first_row) over rows [begin, end): tiles

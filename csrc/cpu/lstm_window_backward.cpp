@@ -98,22 +98,28 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
     const float* grad_h = grad_hs.has_value() ? grad_hs_contig.data_ptr<float>() : nullptr;
     const float* grad_c = grad_cs.has_value() ? grad_cs_contig.data_ptr<float>() : nullptr;
     float* dz_ptr = dz.data_ptr<float>();
-    for (int64_t t = steps - 1; t >= 0; --t) {
-      one_pass->backward_step(
-          t < steps - 1 ? dz_ptr + (t + 1) * 4 * state : nullptr, dh.data_ptr<float>(),
-          w_hh_packed.data_ptr<float>(), gates_ptr + t * 4 * state, cs_ptr + t * state,
-          t == 0 ? c0_contig.data_ptr<float>() : cs_ptr + (t - 1) * state,
-          grad_h ? grad_h + t * state : nullptr, grad_c ? grad_c + t * state : nullptr,
-          dc_carry.data_ptr<float>(), dz_ptr + t * 4 * state,
-          dz_by_unit.data_ptr<float>() + t * batch, steps * batch, batch, hidden);
-    }
-    // δ_start's h part, dz_0 W_hh, with the steps' tiles and packed weight: alone, the
-    // AVX-512 ones ran this [B, 4H] × [4H, H] product at 219–232 GFLOP/s against
-    // oneDNN's 142–220 (B = 32 and 256, H = 256 and 1024), and inside the window
-    // oneDNN's call was slower still (0.25 ms at B = 32, H = 256: 67 GFLOP/s).
+    const float* w_ptr = w_hh_packed.data_ptr<float>();
+    const float* c0_ptr = c0_contig.data_ptr<float>();
+    const float* dh_end = dh.data_ptr<float>();
+    float* dc_ptr = dc_carry.data_ptr<float>();
+    float* by_unit = dz_by_unit.data_ptr<float>();
     grad_h0 = at::empty({batch, hidden}, opts);
-    one_pass->recurrent_grad(dz_ptr, w_hh_packed.data_ptr<float>(), grad_h0.data_ptr<float>(),
-                             batch, hidden);
+    float* grad_h0_ptr = grad_h0.data_ptr<float>();
+    run_steps_in_one_region([&] {
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        one_pass->backward_step(
+            t < steps - 1 ? dz_ptr + (t + 1) * 4 * state : nullptr, dh_end, w_ptr,
+            gates_ptr + t * 4 * state, cs_ptr + t * state,
+            t == 0 ? c0_ptr : cs_ptr + (t - 1) * state, grad_h ? grad_h + t * state : nullptr,
+            grad_c ? grad_c + t * state : nullptr, dc_ptr, dz_ptr + t * 4 * state,
+            by_unit + t * batch, steps * batch, batch, hidden);
+      }
+      // δ_start's h part, dz_0 W_hh, with the steps' tiles and packed weight: alone, the
+      // AVX-512 ones ran this [B, 4H] × [4H, H] product at 219–232 GFLOP/s against
+      // oneDNN's 142–220 (B = 32 and 256, H = 256 and 1024), and inside the window
+      // oneDNN's call was slower still (0.25 ms at B = 32, H = 256: 67 GFLOP/s).
+      one_pass->recurrent_grad(dz_ptr, w_ptr, grad_h0_ptr, batch, hidden);
+    });
   } else {
     const Tensor w_hh_t_packed = prepack_weight(w_hh.t(), batch, steps - 1);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dni_lstm_window_backward_cpu", [&] {

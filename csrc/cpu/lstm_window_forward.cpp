@@ -77,13 +77,17 @@ std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cpu(const Tensor& x, cons
     float* z = gates.data_ptr<float>();
     float* c = cs.data_ptr<float>();
     float* h = hs.data_ptr<float>();
-    for (int64_t t = 0; t < steps; ++t) {
-      const int64_t prev = (t - 1) * batch * hidden;
-      one_pass->forward_step(
-          z + t * batch * 4 * hidden, t == 0 ? h0_contig.data_ptr<float>() : h + prev,
-          w_hh_packed.data_ptr<float>(), t == 0 ? c0_contig.data_ptr<float>() : c + prev,
-          c + t * batch * hidden, h + t * batch * hidden, batch, hidden);
-    }
+    const float* h0_ptr = h0_contig.data_ptr<float>();
+    const float* c0_ptr = c0_contig.data_ptr<float>();
+    const float* w_ptr = w_hh_packed.data_ptr<float>();
+    run_steps_in_one_region([&] {
+      for (int64_t t = 0; t < steps; ++t) {
+        const int64_t prev = (t - 1) * batch * hidden;
+        one_pass->forward_step(z + t * batch * 4 * hidden, t == 0 ? h0_ptr : h + prev, w_ptr,
+                               t == 0 ? c0_ptr : c + prev, c + t * batch * hidden,
+                               h + t * batch * hidden, batch, hidden);
+      }
+    });
     return {hs, cs, gates};
   }
   const Tensor w_hh_packed = prepack_weight(w_hh, batch, steps);

@@ -104,6 +104,8 @@ constexpr int kTileRows = 6;
 // Rows per parallel task: two tiles, so that a task reuses its weight panel (from L2).
 constexpr int64_t kRowsPerTask = 12;
 static_assert(kRowsPerTask <= 16);  // write_row
+// staged's row length: a task's rows plus room for transpose_rows's 8-float stores.
+constexpr int64_t kStagedLd = kRowsPerTask + 8;
 
 // acc[r][q] = Σ_k a[r·lda + k] · panel[16k + 8q + lane] for the tile's kRows rows.
 template <int kRows>
@@ -134,6 +136,31 @@ inline void write_row(float* dst, const float* src, int64_t n) {
     h += 4;
   }
   for (; h < n; ++h) dst[h] = src[h];
+}
+
+// dst[l·ld + r] = rows[r][l] for r < kRows (≤ 8), l < 8: eight 8-float stores, each
+// with 8 − kRows floats of don't-care past its kRows (the next tile's rows overwrite
+// them, or they fall in staged's padding).
+template <int kRows>
+inline void transpose_rows(const F8 (&rows)[kRows], float* dst, int64_t ld) {
+  static_assert(kRows <= 8);
+  __m256 in[8];
+  for (int r = 0; r < 8; ++r) in[r] = r < kRows ? rows[r].v : _mm256_setzero_ps();
+  __m256 t[8], s[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(in[2 * i], in[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(in[2 * i], in[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {  // rows 4i … 4i + 3
+    s[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    s[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    s[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    s[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int l = 0; l < 4; ++l) {
+    _mm256_storeu_ps(dst + l * ld, _mm256_permute2f128_ps(s[l], s[4 + l], 0x20));
+    _mm256_storeu_ps(dst + (l + 4) * ld, _mm256_permute2f128_ps(s[l], s[4 + l], 0x31));
+  }
 }
 
 }  // namespace
@@ -191,7 +218,7 @@ void lstm_window_backward_step_avx2(const float* dz_next, const float* dh_end,
         // The task's dz unit-major, staged[g][u][r] (in L1), then written out one run
         // of rows per unit, as the AVX-512 steps do (there, storing each tile's rows
         // straight to the far-apart rows of dz_by_unit took 5–27 % longer).
-        alignas(64) float staged[4][kUnits][kRowsPerTask];
+        alignas(64) float staged[4][kUnits][kStagedLd];
         for_each_tile<kTileRows>(row_begin, row_end, [&](auto rows, int64_t row0) {
           constexpr int kRows = decltype(rows)::value;
           F8 acc[kRows][2];
@@ -209,6 +236,7 @@ void lstm_window_backward_step_avx2(const float* dz_next, const float* dh_end,
               }
             }
           }
+          alignas(32) F8 tile_dz[2][4][kRows];  // by q, gate, row
           for (int r = 0; r < kRows; ++r) {
             for (int q = 0; q < 2; ++q) {
               const int64_t unit = u0 + 8 * q;
@@ -226,12 +254,14 @@ void lstm_window_backward_step_avx2(const float* dz_next, const float* dh_end,
                          dh, dc, dz[0], dz[1], dz[2], dz[3]));
               for (int g = 0; g < 4; ++g) {
                 store8(dz_t + (row0 + r) * 4 * hidden + g * hidden + unit, dz[g]);
-                alignas(32) float lanes[8];
-                store8(lanes, dz[g]);
-                for (int l = 0; l < 8; ++l) {
-                  staged[g][8 * q + l][row0 - row_begin + r] = lanes[l];
-                }
+                tile_dz[q][g][r] = dz[g];
               }
+            }
+          }
+          for (int q = 0; q < 2; ++q) {
+            for (int g = 0; g < 4; ++g) {
+              transpose_rows<kRows>(tile_dz[q][g], &staged[g][8 * q][row0 - row_begin],
+                                    kStagedLd);
             }
           }
         });

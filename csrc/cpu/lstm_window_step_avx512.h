@@ -1,12 +1,13 @@
 // One LSTM step as one pass on CPUs with AVX-512 (float32): the recurrent product and
 // the gate math of each block of units run together, while the products' results are
-// still in registers, in one parallel region per step. The portable path (a oneDNN or
-// BLAS product, then a separate gate loop) costs a second parallel region and a pass
-// over the [B, 4H] products per step, plus the product call's own setup.
+// still in registers, one barrier per step in a parallel region that spans the window.
+// The portable path (a oneDNN or BLAS product, then a separate gate loop) costs two
+// parallel regions and a pass over the [B, 4H] products per step, plus the product
+// call's own setup.
 //
 // Used by lstm_window_forward.cpp and lstm_window_backward.cpp through
-// lstm_window_steps.h (which also holds the AVX2 version); they keep the portable path
-// otherwise.
+// lstm_window_steps.h (which also holds the AVX2 version), inside its
+// run_steps_in_one_region; they keep the portable path otherwise.
 #pragma once
 
 #include <ATen/ATen.h>

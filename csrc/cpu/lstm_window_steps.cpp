@@ -10,15 +10,13 @@ namespace dni::cpu {
 
 namespace {
 
-constexpr LstmWindowSteps kAvx512{"avx512",
-                                  lstm_pack_forward_weight,
+constexpr LstmWindowSteps kAvx512{lstm_pack_forward_weight,
                                   lstm_pack_backward_weight,
                                   lstm_window_forward_step_avx512,
                                   lstm_window_backward_step_avx512,
                                   lstm_window_recurrent_grad_avx512};
 
-constexpr LstmWindowSteps kAvx2{"avx2",
-                                lstm_pack_forward_weight_avx2,
+constexpr LstmWindowSteps kAvx2{lstm_pack_forward_weight_avx2,
                                 lstm_pack_backward_weight_avx2,
                                 lstm_window_forward_step_avx2,
                                 lstm_window_backward_step_avx2,

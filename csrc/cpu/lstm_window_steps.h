@@ -10,13 +10,14 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <cstdint>
 
 namespace dni::cpu {
 
+// Each step function must be called inside run_steps_in_one_region (below).
 struct LstmWindowSteps {
-  const char* name;
   at::Tensor (*pack_forward_weight)(const at::Tensor& w_hh);
   at::Tensor (*pack_backward_weight)(const at::Tensor& w_hh);
   void (*forward_step)(float* z_t, const float* h_prev, const float* w_packed,
@@ -34,5 +35,18 @@ struct LstmWindowSteps {
 // The steps for a window of `batch` rows with this w_hh on this CPU, or nullptr for the
 // portable path.
 const LstmWindowSteps* lstm_window_steps(const at::Tensor& w_hh, int64_t batch);
+
+// Runs steps() on every thread of one parallel region. A window's step functions are
+// called inside it, by every thread with the same arguments: each splits its tasks
+// among the region's threads and ends with a barrier, so that a window pays one fork
+// and join instead of one per step (about 10 µs each on a 2-core Zen 3; the window's
+// step passes at T = 8 and 40, B = 32, H = 256 took 3–6 % less time).
+template <typename Steps>
+void run_steps_in_one_region(Steps&& steps) {
+  at::internal::lazy_init_num_threads();
+  const int threads = at::get_num_threads();
+#pragma omp parallel num_threads(threads)
+  steps();
+}
 
 }  // namespace dni::cpu
