@@ -39,8 +39,12 @@ const LstmWindowSteps* lstm_window_steps(const at::Tensor& w_hh, int64_t batch);
 // Runs steps() on every thread of one parallel region. A window's step functions are
 // called inside it, by every thread with the same arguments: each splits its tasks
 // among the region's threads and ends with a barrier, so that a window pays one fork
-// and join instead of one per step (about 10 µs each on a 2-core Zen 3; the window's
-// step passes at T = 8 and 40, B = 32, H = 256 took 3–6 % less time).
+// and join instead of one per step (7–13 µs each on a 2-core Zen 3, timed by rdtsc
+// around the step's tasks). There, by the lower quartile of ten alternating rounds,
+// the forward op took 3–6 % less time at B = 32, H = 256 (T = 8 and 40) and the
+// backward 4 % less at T = 40; at B = 256 the change was within the noise. The whole
+// DNI window (bench_lstm.py's `fused`) took 0.7–3 % less at T = 8 and 40, B = 32,
+// H = 256 (best and median of 30 alternating rounds).
 template <typename Steps>
 void run_steps_in_one_region(Steps&& steps) {
   at::internal::lazy_init_num_threads();
