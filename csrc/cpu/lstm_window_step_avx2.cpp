@@ -104,8 +104,10 @@ constexpr int kTileRows = 6;
 // Rows per parallel task: two tiles, so that a task reuses its weight panel (from L2).
 constexpr int64_t kRowsPerTask = 12;
 static_assert(kRowsPerTask <= 16);  // write_row
-// staged's row length: a task's rows plus room for transpose_rows's 8-float stores.
+// staged's row length: room for transpose_rows's 8-float stores from any of a task's
+// rows.
 constexpr int64_t kStagedLd = kRowsPerTask + 8;
+static_assert(kStagedLd >= kRowsPerTask - 1 + 8);
 
 // acc[r][q] = Σ_k a[r·lda + k] · panel[16k + 8q + lane] for the tile's kRows rows.
 template <int kRows>
@@ -140,12 +142,13 @@ inline void write_row(float* dst, const float* src, int64_t n) {
 
 // dst[l·ld + r] = rows[r][l] for r < kRows (≤ 8), l < 8: eight 8-float stores, each
 // with 8 − kRows floats of don't-care past its kRows (the next tile's rows overwrite
-// them, or they fall in staged's padding).
+// them, or they lie past the task's rows, which write_row does not read).
 template <int kRows>
 inline void transpose_rows(const F8 (&rows)[kRows], float* dst, int64_t ld) {
   static_assert(kRows <= 8);
   __m256 in[8];
-  for (int r = 0; r < 8; ++r) in[r] = r < kRows ? rows[r].v : _mm256_setzero_ps();
+  for (int r = 0; r < kRows; ++r) in[r] = rows[r].v;
+  for (int r = kRows; r < 8; ++r) in[r] = _mm256_setzero_ps();
   __m256 t[8], s[8];
   for (int i = 0; i < 4; ++i) {
     t[2 * i] = _mm256_unpacklo_ps(in[2 * i], in[2 * i + 1]);

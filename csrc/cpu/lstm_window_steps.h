@@ -47,7 +47,6 @@ const LstmWindowSteps* lstm_window_steps(const at::Tensor& w_hh, int64_t batch);
 // H = 256 (best and median of 30 alternating rounds).
 template <typename Steps>
 void run_steps_in_one_region(Steps&& steps) {
-  at::internal::lazy_init_num_threads();
   const int threads = at::get_num_threads();
 #pragma omp parallel num_threads(threads)
   steps();
