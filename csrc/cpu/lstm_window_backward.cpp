@@ -89,7 +89,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_window_backward_
     dz_by_unit =
         workspace(WorkspaceSlot::kLstmGateGradsByUnit, {4 * hidden, steps * batch}, opts);
     h_prev_buffer = workspace(WorkspaceSlot::kLstmHiddenPrev, {steps, batch, hidden}, opts);
-    const Tensor w_hh_packed = one_pass->pack_backward_weight(w_hh);
+    const Tensor w_hh_packed = lstm_pack_unit_blocks(w_hh, one_pass->backward_unit_block);
     // Raw pointers: every tensor here is contiguous, and a select per step cost more
     // than the step's gate math at small sizes.
     const int64_t state = batch * hidden;

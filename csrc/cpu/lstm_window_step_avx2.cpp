@@ -20,7 +20,6 @@
 // Before the target region, so that lstm_step_tiles.h's first inclusion of these is not
 // compiled for AVX2.
 #include <algorithm>
-#include <cstring>
 #include <type_traits>
 
 #include "dni/lstm_math.h"
@@ -44,9 +43,9 @@ bool lstm_window_step_avx2_supported(const at::Tensor& w_hh) {
 #endif
 }
 
-// The packings are plain loops: torch's permuted copies with these 8- and 16-float runs
-// took 1.1 and 0.11 ms at H = 256, 27 and 12 ms at H = 1024, against a window's
-// 9–140 ms.
+// The packing is a plain loop: torch's permuted copy with these 8-float runs took
+// 1.1 ms at H = 256 and 27 ms at H = 1024, against a window's 9–140 ms (the backward's,
+// lstm_pack_unit_blocks, is a loop for the same reason).
 at::Tensor lstm_pack_forward_weight_avx2(const at::Tensor& w_hh) {
   const at::Tensor w = w_hh.contiguous();
   const int64_t hidden = w.size(1);
@@ -62,25 +61,6 @@ at::Tensor lstm_pack_forward_weight_avx2(const at::Tensor& w_hh) {
         for (int64_t k = 0; k < hidden; ++k) {
           for (int64_t l = 0; l < 8; ++l) out[16 * k + l] = rows[l * hidden + k];
         }
-      }
-    }
-  });
-  return packed;
-}
-
-at::Tensor lstm_pack_backward_weight_avx2(const at::Tensor& w_hh) {
-  const at::Tensor w = w_hh.contiguous();
-  const int64_t hidden = w.size(1), blocks = hidden / kLstmStepUnitBlockAvx2;
-  // packed[p][k][l] = W_hh[k][16p + l]: each row of W_hh read once, in 64-byte runs.
-  at::Tensor packed = at::empty({blocks, 4 * hidden, kLstmStepUnitBlockAvx2}, w.options());
-  const float* src = w.data_ptr<float>();
-  float* dst = packed.data_ptr<float>();
-  constexpr size_t kRun = kLstmStepUnitBlockAvx2 * sizeof(float);
-  at::parallel_for(0, 4 * hidden, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      for (int64_t p = 0; p < blocks; ++p) {
-        std::memcpy(dst + (p * 4 * hidden + k) * kLstmStepUnitBlockAvx2,
-                    src + k * hidden + p * kLstmStepUnitBlockAvx2, kRun);
       }
     }
   });

@@ -23,10 +23,6 @@ bool lstm_window_step_avx2_supported(const at::Tensor& w_hh);
 // units, the (i, f) and then the (g, o) gates' 16 columns for each k.
 at::Tensor lstm_pack_forward_weight_avx2(const at::Tensor& w_hh);
 
-// W_hh [4H, H] for lstm_window_backward_step_avx2: [H/16, 4H, 16], 16 consecutive units
-// for each k.
-at::Tensor lstm_pack_backward_weight_avx2(const at::Tensor& w_hh);
-
 void lstm_window_forward_step_avx2(float* z_t, const float* h_prev, const float* w_packed,
                                    const float* c_prev, float* c_t, float* h_t,
                                    int64_t batch, int64_t hidden);

@@ -38,14 +38,6 @@ bool lstm_window_step_avx512_supported(const at::Tensor& w_hh) {
 #endif
 }
 
-at::Tensor lstm_pack_backward_weight(const at::Tensor& w_hh) {
-  const int64_t hidden = w_hh.size(1);
-  return w_hh.contiguous()
-      .view({4 * hidden, hidden / kLstmStepUnitBlock, kLstmStepUnitBlock})
-      .permute({1, 0, 2})
-      .contiguous();
-}
-
 }  // namespace dni::cpu
 
 #ifdef DNI_LSTM_STEP_AVX512

@@ -27,10 +27,6 @@ bool lstm_window_step_avx512_supported(const at::Tensor& w_hh);
 // four gates of 16 units side by side for each k.
 at::Tensor lstm_pack_forward_weight(const at::Tensor& w_hh);
 
-// W_hh [4H, H] laid out for lstm_window_backward_step_avx512: [H/64, 4H, 64], 64
-// consecutive units for each k.
-at::Tensor lstm_pack_backward_weight(const at::Tensor& w_hh);
-
 // Forward step t for all `batch` rows. z_t [B, 4H] holds x_t W_ihᵀ + b on entry and the
 // activated gates on exit; writes c_t and h_t [B, H].
 void lstm_window_forward_step_avx512(float* z_t, const float* h_prev, const float* w_packed,

@@ -19,7 +19,8 @@ namespace dni::cpu {
 // Each step function must be called inside run_steps_in_one_region (below).
 struct LstmWindowSteps {
   at::Tensor (*pack_forward_weight)(const at::Tensor& w_hh);
-  at::Tensor (*pack_backward_weight)(const at::Tensor& w_hh);
+  // The backward's weight is lstm_pack_unit_blocks(w_hh, backward_unit_block).
+  int64_t backward_unit_block;
   void (*forward_step)(float* z_t, const float* h_prev, const float* w_packed,
                        const float* c_prev, float* c_t, float* h_t, int64_t batch,
                        int64_t hidden);
@@ -35,6 +36,10 @@ struct LstmWindowSteps {
 // The steps for a window of `batch` rows with this w_hh on this CPU, or nullptr for the
 // portable path.
 const LstmWindowSteps* lstm_window_steps(const at::Tensor& w_hh, int64_t batch);
+
+// W_hh [4H, H] laid out for the backward steps: [H/block, 4H, block], `block`
+// consecutive units for each k (H a multiple of block).
+at::Tensor lstm_pack_unit_blocks(const at::Tensor& w_hh, int64_t block);
 
 // Runs steps() on every thread of one parallel region. A window's step functions are
 // called inside it, by every thread with the same arguments: each splits its tasks
