@@ -90,34 +90,56 @@ constexpr int64_t kStagedLd = kRowsPerTask + 8;
 static_assert(kStagedLd >= kRowsPerTask - 1 + 8);
 
 // acc[r][q] = Σ_k a[r·lda + k] · panel[16k + 8q + lane] for the tile's kRows rows.
+// Not inlined: inlined into the backward step, whose epilogue keeps more values live
+// across the loop, GCC left one of the 12 accumulators on the stack (a load, FMA and
+// store per k, chained through memory), and the backward steps ran at half the
+// forward's rate (perf, T = 40, B = 32, H = 256). The sums are locals, stored once:
+// acc could alias a or panel for all GCC knows, and it would store them every k. A
+// call per tile costs nothing beside a product of depth H or 4H.
 template <int kRows>
-inline void multiply_tile(const float* a, int64_t lda, const float* panel, int64_t depth,
-                          F8 (&acc)[kRows][2]) {
+__attribute__((noinline)) void multiply_tile(const float* a, int64_t lda, const float* panel,
+                                             int64_t depth, F8 (&acc)[kRows][2]) {
+  F8 sum[kRows][2];
 #pragma GCC unroll 6
-  for (int r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = F8(0.0f);
+  for (int r = 0; r < kRows; ++r) sum[r][0] = sum[r][1] = F8(0.0f);
   for (int64_t k = 0; k < depth; ++k) {
     const F8 p0 = load8(panel + 16 * k), p1 = load8(panel + 16 * k + 8);
 #pragma GCC unroll 6
     for (int r = 0; r < kRows; ++r) {
       const F8 ar(a[r * lda + k]);
-      acc[r][0] = fma(ar, p0, acc[r][0]);
-      acc[r][1] = fma(ar, p1, acc[r][1]);
+      sum[r][0] = fma(ar, p0, sum[r][0]);
+      sum[r][1] = fma(ar, p1, sum[r][1]);
     }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < kRows; ++r) {
+    acc[r][0] = sum[r][0];
+    acc[r][1] = sum[r][1];
   }
 }
 
 // dst[0, n) = src[0, n) for n ≤ 16 (one unit's rows of a task) in plain 8-, 4- and
 // 1-float stores. A memcpy call per unit took a quarter of the backward step at B = 32,
 // H = 256, and AVX2's masked store (VMASKMOVPS) is microcoded on AMD CPUs: it then took
-// 14 % of the step.
+// 14 % of the step. No loops: GCC turns a copy loop, intrinsics or not, into a memcpy
+// call (it had done so again here, 1.6 % of the whole DNI window's time under perf).
 inline void write_row(float* dst, const float* src, int64_t n) {
   int64_t h = 0;
-  for (; h + 8 <= n; h += 8) _mm256_storeu_ps(dst + h, _mm256_loadu_ps(src + h));
+  if (n >= 8) {
+    _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
+    h = 8;
+  }
+  if (h + 8 <= n) {
+    _mm256_storeu_ps(dst + h, _mm256_loadu_ps(src + h));
+    return;  // n = 16
+  }
   if (h + 4 <= n) {
     _mm_storeu_ps(dst + h, _mm_loadu_ps(src + h));
     h += 4;
   }
-  for (; h < n; ++h) dst[h] = src[h];
+  if (h < n) dst[h] = src[h];
+  if (h + 1 < n) dst[h + 1] = src[h + 1];
+  if (h + 2 < n) dst[h + 2] = src[h + 2];
 }
 
 // dst[l·ld + r] = rows[r][l] for r < kRows (≤ 8), l < 8: eight 8-float stores, each
