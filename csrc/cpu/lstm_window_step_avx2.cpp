@@ -90,12 +90,12 @@ constexpr int64_t kStagedLd = kRowsPerTask + 8;
 static_assert(kStagedLd >= kRowsPerTask - 1 + 8);
 
 // acc[r][q] = Σ_k a[r·lda + k] · panel[16k + 8q + lane] for the tile's kRows rows.
-// Not inlined: inlined into the backward step, whose epilogue keeps more values live
-// across the loop, GCC left one of the 12 accumulators on the stack (a load, FMA and
-// store per k, chained through memory), and the backward steps ran at half the
-// forward's rate (perf, T = 40, B = 32, H = 256). The sums are locals, stored once:
-// acc could alias a or panel for all GCC knows, and it would store them every k. A
-// call per tile costs nothing beside a product of depth H or 4H.
+// Not inlined: inlined into the backward step (probably because its epilogue keeps more
+// values live across the loop), GCC left one of the 12 accumulators on the stack (a
+// load, FMA and store per k, chained through memory), and the backward steps ran at
+// half the forward's rate (perf, T = 40, B = 32, H = 256). The sums are locals, stored
+// once: acc could alias a or panel for all GCC knows, and it would store them every k.
+// The call costs little: a call and kRows·2 stores and loads against kRows·2·depth FMAs.
 template <int kRows>
 __attribute__((noinline)) void multiply_tile(const float* a, int64_t lda, const float* panel,
                                              int64_t depth, F8 (&acc)[kRows][2]) {

@@ -57,7 +57,7 @@ namespace {
 // H = 1024: 0.86 and 1.17; B = 256, H = 256: 0.96 and 1.26), and they won in both only
 // at T = 8, B = 256, H = 1024 (0.95, 0.93). The cut at 2²⁵ is not timed. Re-measured
 // after the AVX2 backward tile lost a register spill (lstm_window_step_avx2.cpp): from
-// 2²⁶ to 2²⁹ the AVX2 steps took 0.98–1.04 of the portable path's time (whole DNI
+// 2²⁶ to 2³⁰ the AVX2 steps took 0.98–1.04 of the portable path's time (whole DNI
 // window, best of four alternating rounds, five sizes), so the cut stays.
 constexpr int64_t kAvx2MaxStepMacs = int64_t{1} << 25;
 
