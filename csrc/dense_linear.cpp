@@ -3,6 +3,9 @@
 #include <ATen/Context.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <cstdlib>
+#include <string>
+
 namespace dni {
 namespace {
 
@@ -31,15 +34,47 @@ const c10::OperatorHandle* reorder_linear_weight_op() {
   return op.has_value() ? &*op : nullptr;
 }
 
-bool use_onednn(const at::Tensor& b, int64_t macs) {
-  return b.device().is_cpu() && b.scalar_type() == at::kFloat && macs >= kOneDnnMinMacs &&
-         at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() &&
-         linear_pointwise_op() != nullptr;
+// Where auto sends a large float32 product that is not one of many on a packed weight:
+// to oneDNN, except on an x86 CPU without AVX-512 when torch has MKL. Measured alone
+// (2026-11-23, best of three, LSTM window shapes T·B = 256–10240, H = 256 and 1024): on
+// a 2-core Zen 3 (AVX2) MKL ran the whole-window products (input projection NT, grad_x
+// NN, weight gradients) at 129–173 GFLOP/s against oneDNN's 109–160 (within 3 % of it
+// at the one shape where it was slower); on the AVX-512 EPYC of earlier sessions MKL took
+// a generic path and oneDNN ran 15–40 % faster. Unmeasured elsewhere (Intel AVX-512,
+// other BLAS, other ISAs): oneDNN, as before.
+bool onednn_by_default() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  return avx512 || !at::hasMKL();
+#else
+  return true;
+#endif
+}
+
+// $DNI_CPU_GEMM = auto (default), onednn or blas, read on every call like the other
+// DNI_* switches. auto keeps the per-step products on a packed weight (`repeated`) with
+// oneDNN on every CPU: on the Zen 3 the LSTM window at T = 40, B = 32, H = 1024 took
+// 0.82–0.85 of the time with them there than with MKL's unpacked products.
+bool onednn_chosen(bool repeated) {
+  const char* env = std::getenv("DNI_CPU_GEMM");
+  const std::string mode = env != nullptr && *env != '\0' ? env : "auto";
+  if (mode == "auto") return repeated || onednn_by_default();
+  TORCH_CHECK(mode == "onednn" || mode == "blas",
+              "dni: DNI_CPU_GEMM must be auto, onednn or blas, got '", mode, "'");
+  return mode == "onednn";
+}
+
+bool use_onednn(const at::Tensor& b, int64_t macs, bool repeated) {
+  // $DNI_CPU_GEMM is checked on every CPU product, whatever its size, so a bad value
+  // raises at an op's first product (before the ops that update weights write).
+  return b.device().is_cpu() && onednn_chosen(repeated) && b.scalar_type() == at::kFloat &&
+         macs >= kOneDnnMinMacs && at::hasMKLDNN() &&
+         at::globalContext().userEnabledMkldnn() && linear_pointwise_op() != nullptr;
 }
 
 bool use_onednn(const at::Tensor& a, const at::Tensor& b) {
   // A packed weight was packed because its products go to oneDNN.
-  return b.is_mkldnn() || use_onednn(b, a.size(0) * a.size(1) * b.size(0));
+  return b.is_mkldnn() || use_onednn(b, a.size(0) * a.size(1) * b.size(0), false);
 }
 
 // The activations oneDNN applies in its epilogue. Not relu: oneDNN's maps NaN to 0
@@ -60,7 +95,8 @@ const char* onednn_attr(Activation act) {
 at::Tensor prepack_weight(const at::Tensor& b, int64_t rows, int64_t products) {
   const bool cheap_view = !b.is_contiguous() && b.numel() < kMinTransposedElementsToPack;
   if (products < kMinProductsToPack || cheap_view ||
-      !use_onednn(b, rows * b.size(0) * b.size(1)) || reorder_linear_weight_op() == nullptr) {
+      !use_onednn(b, rows * b.size(0) * b.size(1), /*repeated=*/true) ||
+      reorder_linear_weight_op() == nullptr) {
     return b;
   }
   torch::jit::Stack stack{b.contiguous(), c10::IValue(rows)};

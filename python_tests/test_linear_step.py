@@ -10,6 +10,7 @@ import itertools
 import pytest
 import torch
 
+import cpu_gemm
 from dni_kernels import ops, reference
 from samples import (LINEAR_STEP_OUTPUTS, check_against_reference, check_non_finite_like_reference,
                      assert_unchanged, check_without_grad_x, check_zero_step_leaves_parameters,
@@ -266,19 +267,32 @@ def test_no_weight_sized_temporary(mode):
 ONEDNN_SHAPE = (64, 600, 520)
 
 
-@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "blas"])
+@pytest.mark.parametrize("gemm,mkldnn", cpu_gemm.CHOICES, ids=cpu_gemm.CHOICE_IDS)
 @pytest.mark.parametrize("activation", reference.ACTIVATIONS)
-def test_large_layer_onednn_and_blas_paths(activation, onednn):
-    """Products big enough for oneDNN, with it on and switched off by the user
-    (torch.backends.mkldnn), against the reference; the profiler shows which ran."""
+def test_large_layer_onednn_and_blas_paths(activation, gemm, mkldnn, monkeypatch):
+    """Products big enough for oneDNN, under each $DNI_CPU_GEMM and with oneDNN switched
+    off by the user (torch.backends.mkldnn), against the reference; the profiler shows
+    which library ran."""
     from torch.profiler import ProfilerActivity, profile
 
+    monkeypatch.setenv("DNI_CPU_GEMM", gemm)
     case = make_linear_step_case(*ONEDNN_SHAPE, activation=activation, num_classes=10, chain=True,
                                  noncontig=activation == "tanh")  # fmt: skip
-    with torch.backends.mkldnn.flags(enabled=onednn), profile(activities=[ProfilerActivity.CPU]) as prof:
+    with torch.backends.mkldnn.flags(enabled=mkldnn), profile(activities=[ProfilerActivity.CPU]) as prof:
         check_against_reference(case, ops.linear_step, reference.linear_step, LINEAR_STEP_OUTPUTS)
     ran_onednn = any(e.name == "mkldnn::_linear_pointwise" for e in prof.events())
-    assert ran_onednn == (onednn and torch.backends.mkldnn.is_available())
+    assert ran_onednn == cpu_gemm.runs_onednn(gemm, mkldnn)
+
+
+def test_bad_cpu_gemm_choice_is_refused_before_writing(monkeypatch):
+    """$DNI_CPU_GEMM is read at the op's first product, whatever its size: a bad value
+    raises there, before the weights are updated."""
+    monkeypatch.setenv("DNI_CPU_GEMM", "mkl")
+    case = make_linear_step_case(6, 9, 7, num_classes=10, chain=True, chain_classes=3)
+    before = mutable_snapshot(case)
+    with pytest.raises(RuntimeError, match="DNI_CPU_GEMM must be auto, onednn or blas, got 'mkl'"):
+        case.call(ops.linear_step)
+    assert_unchanged(case, before, "was modified by a refused call")
 
 
 @pytest.mark.parametrize("shape", [(5, 9, 7), ONEDNN_SHAPE], ids=["blas", "onednn"])
@@ -324,17 +338,19 @@ print(status("VmHWM:") - before)
 """
 
 
-def test_no_weight_sized_temporary_in_onednn_path():
-    """oneDNN's own buffers are invisible to torch's profiler, so measure the process's
-    peak memory instead: the fused step at B=64, I=O=2048 grows it by less than one
-    [O, I] weight (16 MiB); the reference, which materialises dW, by more."""
+@pytest.mark.parametrize("gemm", ["onednn", "blas"])
+def test_no_weight_sized_temporary_in_large_products(gemm):
+    """oneDNN's and BLAS's own buffers are invisible to torch's profiler, so measure the
+    process's peak memory instead: the fused step at B=64, I=O=2048 grows it by less
+    than one [O, I] weight (16 MiB) with either library; the reference, which
+    materialises dW, by more."""
     import os
     import subprocess
     import sys
 
     # A fixed mmap threshold makes every large buffer fresh pages that count in the
     # peak; glibc's adaptive one may instead recycle resident heap that hides them.
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", DNI_CPU_GEMM=gemm)
 
     def growth(which):
         out = subprocess.run([sys.executable, "-c", _PEAK_RSS_SCRIPT, which], check=True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import cpu_gemm
 from dni_kernels import ops, reference
 from op_log import OpLog
 from tolerances import assert_close, tol
@@ -62,19 +63,30 @@ def test_window_matches_reference(shape, dtype, bias, noncontig):
     _check_window_against_reference(shape, dtype, bias, noncontig)
 
 
-@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "blas"])
-def test_window_onednn_and_blas_paths(onednn):
+@pytest.mark.parametrize("gemm,mkldnn", cpu_gemm.CHOICES, ids=cpu_gemm.CHOICE_IDS)
+def test_window_onednn_and_blas_paths(gemm, mkldnn, monkeypatch):
     """Batch 32, H = 264: every product is large enough for oneDNN, and 17 steps enough
-    to pack the recurrent weight for the per-step ones; with oneDNN on and switched off
+    to pack the recurrent weight for the forward's per-step products (the backward's
+    W_hhᵀ is too small to pack); under each $DNI_CPU_GEMM and with oneDNN switched off
     by the user. (H is not a multiple of 64, so the steps do not take the AVX-512 pass.)"""
     from torch.profiler import ProfilerActivity, profile
 
-    with torch.backends.mkldnn.flags(enabled=onednn), profile(activities=[ProfilerActivity.CPU]) as prof:
-        _check_window_against_reference((17, 32, 40, 264), torch.float32, True, True)
-    names = {e.name for e in prof.events()}
-    expected = onednn and torch.backends.mkldnn.is_available()
-    assert ("mkldnn::_reorder_linear_weight" in names) == expected
-    assert ("mkldnn::_linear_pointwise" in names) == expected
+    monkeypatch.setenv("DNI_CPU_GEMM", gemm)
+    shape = (17, 32, 40, 264)
+    w = make_window(*shape, dtype=torch.float32, noncontig=True)
+    grads = [torch.randn(17, 32, 264), None, torch.randn(32, 264), None]
+    with torch.backends.mkldnn.flags(enabled=mkldnn):
+        _check_window_against_reference(shape, torch.float32, True, True)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            ops.lstm_window_backward(*grads, *w[:5], *ops.lstm_window_forward(*w))
+    names = [e.name for e in prof.events()]
+    packed = cpu_gemm.runs_onednn(gemm, mkldnn, repeated=True)
+    single = cpu_gemm.runs_onednn(gemm, mkldnn)
+    assert ("mkldnn::_reorder_linear_weight" in names) == packed
+    # The forward's 17 step products, then the input projection, the backward's 16 step
+    # products, grad_x and grad_h0 (the weight gradients are BLAS's TN products).
+    onednn_products = names.count("mkldnn::_linear_pointwise")
+    assert onednn_products == 17 * packed + (1 + 16 + 2) * single
 
 
 # The CPU's one-pass steps for float32 (csrc/cpu/lstm_window_steps.h): AVX-512 with H a
