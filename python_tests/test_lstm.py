@@ -178,14 +178,14 @@ def test_auto_step_mode_takes_the_cpus_one_pass_steps(monkeypatch):
 
 
 def test_auto_takes_the_avx2_steps_only_for_small_step_products(monkeypatch):
-    """With AVX2 and no AVX-512, auto takes the portable path above 2²⁵ multiply-adds per
-    step product (B·4H·H), where it measured as fast or faster; with AVX-512, its steps."""
+    """With AVX2 and no AVX-512, auto takes the portable path above 2³⁰ multiply-adds per
+    step product (B·4H·H), the largest size measured; with AVX-512, its steps."""
     if len(STEP_MODES) == 1:
         pytest.skip("no AVX2 on this CPU")
     monkeypatch.delenv("DNI_CPU_LSTM_STEP", raising=False)
     avx2_only = "avx512" not in STEP_MODES
     steps = 2
-    for batch, loop in ((9, avx2_only), (8, False)):  # 9·4·1024² > 2²⁵ = 8·4·1024²
+    for batch, loop in ((257, avx2_only), (256, False)):  # 257·4·1024² > 2³⁰ = 256·4·1024²
         w = make_window(steps, batch, 1, 1024, dtype=torch.float32)
         out = ops.lstm_window_forward(*w)
         assert _products(lambda: ops.lstm_window_forward(*w)) == (1 + steps if loop else 1)

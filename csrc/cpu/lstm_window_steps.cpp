@@ -48,18 +48,18 @@ at::Tensor lstm_pack_unit_blocks(const at::Tensor& w_hh, int64_t block) {
 namespace {
 
 // Auto takes the AVX2 steps up to this many multiply-adds per step product (B·4H·H).
-// Measured on a 2-core Zen 3 against the portable path with oneDNN (2026-11-23,
-// bench_lstm.py's fused and fused_loop_steps columns, runs U and V; the machine's speed
-// swung by a third within each): at 2²³ (B = 32, H = 256) the AVX2 steps took
-// 0.80–0.93 of the portable path's time at T = 8 and 40. Above, they lost in run U at
-// T = 40 (1.08–1.19 from 2²⁶, where the portable path's per-step products run on a W_hh
-// that oneDNN packed once per window), the two runs disagreed at T = 8 (B = 32,
-// H = 1024: 0.86 and 1.17; B = 256, H = 256: 0.96 and 1.26), and they won in both only
-// at T = 8, B = 256, H = 1024 (0.95, 0.93). The cut at 2²⁵ is not timed. Re-measured
-// after the AVX2 backward tile lost a register spill (lstm_window_step_avx2.cpp): from
-// 2²⁶ to 2³⁰ the AVX2 steps took 0.98–1.04 of the portable path's time (whole DNI
-// window, best of four alternating rounds, five sizes), so the cut stays.
-constexpr int64_t kAvx2MaxStepMacs = int64_t{1} << 25;
+// Measured on a 2-core Zen 3 against the portable path (whole DNI window, bench_lstm.py's
+// fused column with DNI_CPU_LSTM_STEP=avx2 and =loop, alternating in one process, best
+// and median of three or four rounds; the machine's speed swings by a third). With
+// both paths' whole-window products on oneDNN, the AVX2 steps won at 2²³ (B = 32,
+// H = 256: 0.80–0.93) but not above (0.98–1.04 from 2²⁶ to 2³⁰), so the cut was 2²⁵.
+// Since those products go to MKL on such a CPU (dense_linear.cpp), which sped up the
+// AVX2 path's unit-major weight gradients the most, the AVX2 steps took 0.76–0.99
+// (best) and 0.83–1.02 (median) of the portable path's time at every size from 2²³ to
+// 2³⁰ (T = 8 and 40, B = 32–256, H = 256–1024; 2026-11-23). Above 2³⁰ it is
+// unmeasured, and the portable path's per-step products come closer to the library's
+// full rate while the AVX2 tiles do not block K: the loop.
+constexpr int64_t kAvx2MaxStepMacs = int64_t{1} << 30;
 
 }  // namespace
 
