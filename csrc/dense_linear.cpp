@@ -35,16 +35,20 @@ const c10::OperatorHandle* reorder_linear_weight_op() {
 }
 
 // Where auto sends a large float32 product that is not one of many on a packed weight:
-// to oneDNN, except on an x86 CPU without AVX-512 when torch has MKL. Measured alone
-// (2026-11-23, best of three, LSTM window shapes T·B = 256–10240, H = 256 and 1024): on
-// a 2-core Zen 3 (AVX2) MKL ran the whole-window products (input projection NT, grad_x
-// NN, weight gradients) at 129–173 GFLOP/s against oneDNN's 109–160 (within 3 % of it
-// at the one shape where it was slower); on the AVX-512 EPYC of earlier sessions MKL took
-// a generic path and oneDNN ran 15–40 % faster. Unmeasured elsewhere (Intel AVX-512,
-// other BLAS, other ISAs): oneDNN, as before.
+// to oneDNN, except on an x86 CPU without AVX-512 (the AVX-512 steps' F, VL, BW and DQ,
+// torch's AVX512 capability) when torch has MKL. Measured alone (2026-11-23, best of
+// three, LSTM window shapes T·B = 256–10240, H = 256 and 1024): on a 2-core Zen 3
+// (AVX2) MKL ran the whole-window products (input projection NT, grad_x NN, weight
+// gradients) at 129–173 GFLOP/s against oneDNN's 109–160 (within 3 % of it at the one
+// shape where it was slower); on the AVX-512 EPYC of earlier sessions MKL took a generic
+// path and oneDNN ran 15–40 % faster. Two CPUs: Intel's with AVX2 only follow the Zen 3
+// unmeasured, and the rest (Intel AVX-512, other BLAS, other ISAs, compilers without
+// GCC's CPU builtins) keep oneDNN, as before.
 bool onednn_by_default() {
-#if defined(__x86_64__) || defined(__i386__)
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  static const bool avx512 =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
   return avx512 || !at::hasMKL();
 #else
   return true;
@@ -53,8 +57,9 @@ bool onednn_by_default() {
 
 // $DNI_CPU_GEMM = auto (default), onednn or blas, read on every call like the other
 // DNI_* switches. auto keeps the per-step products on a packed weight (`repeated`) with
-// oneDNN on every CPU: on the Zen 3 the LSTM window at T = 40, B = 32, H = 1024 took
-// 0.82–0.85 of the time with them there than with MKL's unpacked products.
+// oneDNN on every CPU: on the Zen 3, with them on oneDNN rather than on MKL unpacked,
+// the LSTM window at T = 40, B = 32, H = 1024 took 0.82–0.85 of the time (at T = 40,
+// B = 256, H = 256, 1.00–1.03: no loss).
 bool onednn_chosen(bool repeated) {
   const char* env = std::getenv("DNI_CPU_GEMM");
   const std::string mode = env != nullptr && *env != '\0' ? env : "auto";
@@ -65,8 +70,10 @@ bool onednn_chosen(bool repeated) {
 }
 
 bool use_onednn(const at::Tensor& b, int64_t macs, bool repeated) {
-  // $DNI_CPU_GEMM is checked on every CPU product, whatever its size, so a bad value
-  // raises at an op's first product (before the ops that update weights write).
+  // $DNI_CPU_GEMM is checked on every CPU product that comes here, whatever its size,
+  // so a bad value raises at an op's first one (linear_step's is before its weight
+  // update). BLAS calls made directly (the in-place weight updates, the TN weight
+  // gradients) never read it; sg_update makes only those.
   return b.device().is_cpu() && onednn_chosen(repeated) && b.scalar_type() == at::kFloat &&
          macs >= kOneDnnMinMacs && at::hasMKLDNN() &&
          at::globalContext().userEnabledMkldnn() && linear_pointwise_op() != nullptr;

@@ -27,8 +27,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_wind
             dense_linear(dz_by_unit, h_prev.view({steps * batch, hidden}).t()),
             dz_by_unit.sum(1)};
   }
-  // Otherwise the NN products go through dense_linear (oneDNN for large float32 on the
-  // CPU); the weight gradients (TN) stay with BLAS, which was as fast or faster there,
+  // Otherwise the NN products go through dense_linear (see dense_linear.h); the weight
+  // gradients (TN) stay with BLAS, which was as fast as oneDNN or faster there,
   // and h_{t−1} (h0 for t = 0, hs[t−1] after) is two GEMMs instead of a concatenation.
   at::Tensor grad_w_ih = at::mm(dz_flat.t(), x_flat);
   at::Tensor grad_w_hh = at::mm(dz.select(0, 0).t(), h0);

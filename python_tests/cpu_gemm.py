@@ -4,13 +4,15 @@ the CPU, oneDNN or BLAS (at::mm), for the tests that check each choice."""
 from __future__ import annotations
 
 import platform
+import sys
 
 import torch
 
 # auto's choice for a product that is not one of many on a packed weight: oneDNN,
 # except on an x86 CPU without AVX-512 when torch has MKL. (torch's capability stands in
-# for the kernels' own avx512f check: leave $ATEN_CPU_CAPABILITY unset.)
-X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+# for the kernels' own check of the same AVX-512 subsets: leave $ATEN_CPU_CAPABILITY
+# unset. The kernels check the CPU with GCC's builtins, which an MSVC build lacks.)
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686") and sys.platform != "win32"
 ONEDNN_BY_DEFAULT = (not X86 or torch.backends.cpu.get_cpu_capability() == "AVX512"
                      or not torch.backends.mkl.is_available())  # fmt: skip
 

@@ -295,11 +295,14 @@ def test_bad_cpu_gemm_choice_is_refused_before_writing(monkeypatch):
     assert_unchanged(case, before, "was modified by a refused call")
 
 
-@pytest.mark.parametrize("shape", [(5, 9, 7), ONEDNN_SHAPE], ids=["blas", "onednn"])
+@pytest.mark.parametrize("shape,gemm", [((5, 9, 7), "auto"), (ONEDNN_SHAPE, "onednn"),
+                                        (ONEDNN_SHAPE, "blas")], ids=["small", "onednn", "blas"])  # fmt: skip
 @pytest.mark.parametrize("activation", reference.ACTIVATIONS)
-def test_nan_propagates_like_the_reference(activation, shape):
+def test_nan_propagates_like_the_reference(activation, shape, gemm, monkeypatch):
     """A NaN in x reaches h, ĝ, grad_x and every update where the reference's does;
-    relu included (oneDNN's fused relu, and `z > 0 ? z : 0`, had mapped it to 0)."""
+    relu included (oneDNN's fused relu, and `z > 0 ? z : 0`, had mapped it to 0), with
+    the large products on either library."""
+    monkeypatch.setenv("DNI_CPU_GEMM", gemm)
     case = make_linear_step_case(*shape, activation=activation, num_classes=10, chain=True)
     case.x[0, 1] = float("nan")
     check_non_finite_like_reference(case, ops.linear_step, reference.linear_step, LINEAR_STEP_OUTPUTS)

@@ -68,7 +68,7 @@ def test_window_onednn_and_blas_paths(gemm, mkldnn, monkeypatch):
     """Batch 32, H = 264: every product is large enough for oneDNN, and 17 steps enough
     to pack the recurrent weight for the forward's per-step products (the backward's
     W_hhᵀ is too small to pack); under each $DNI_CPU_GEMM and with oneDNN switched off
-    by the user. (H is not a multiple of 64, so the steps do not take the AVX-512 pass.)"""
+    by the user. (H is not a multiple of 16, so the steps take neither one-pass kind.)"""
     from torch.profiler import ProfilerActivity, profile
 
     monkeypatch.setenv("DNI_CPU_GEMM", gemm)
@@ -83,8 +83,9 @@ def test_window_onednn_and_blas_paths(gemm, mkldnn, monkeypatch):
     packed = cpu_gemm.runs_onednn(gemm, mkldnn, repeated=True)
     single = cpu_gemm.runs_onednn(gemm, mkldnn)
     assert ("mkldnn::_reorder_linear_weight" in names) == packed
-    # The forward's 17 step products, then the input projection, the backward's 16 step
-    # products, grad_x and grad_h0 (the weight gradients are BLAS's TN products).
+    # The forward's 17 step products on the packed W_hh; the input projection, the
+    # backward's 16 step products, grad_x and grad_h0 (the weight gradients are BLAS's
+    # TN products).
     onednn_products = names.count("mkldnn::_linear_pointwise")
     assert onednn_products == 17 * packed + (1 + 16 + 2) * single
 

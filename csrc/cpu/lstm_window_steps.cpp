@@ -49,16 +49,17 @@ namespace {
 
 // Auto takes the AVX2 steps up to this many multiply-adds per step product (B·4H·H).
 // Measured on a 2-core Zen 3 against the portable path (whole DNI window, bench_lstm.py's
-// fused column with DNI_CPU_LSTM_STEP=avx2 and =loop, alternating in one process, best
-// and median of three or four rounds; the machine's speed swings by a third). With
-// both paths' whole-window products on oneDNN, the AVX2 steps won at 2²³ (B = 32,
-// H = 256: 0.80–0.93) but not above (0.98–1.04 from 2²⁶ to 2³⁰), so the cut was 2²⁵.
-// Since those products go to MKL on such a CPU (dense_linear.cpp), which sped up the
-// AVX2 path's unit-major weight gradients the most, the AVX2 steps took 0.76–0.99
-// (best) and 0.83–1.02 (median) of the portable path's time at every size from 2²³ to
-// 2³⁰ (T = 8 and 40, B = 32–256, H = 256–1024; 2026-11-23). Above 2³⁰ it is
-// unmeasured, and the portable path's per-step products come closer to the library's
-// full rate while the AVX2 tiles do not block K: the loop.
+// fused column with DNI_CPU_LSTM_STEP=avx2 and =loop; the machine's speed swings by a
+// third). With both paths' whole-window products on oneDNN, the AVX2 steps won at 2²³
+// (B = 32, H = 256: 0.80–0.93 in two full benchmark runs) but not above (0.98–1.04 from
+// 2²⁶ to 2³⁰, alternating in one process), so the cut was 2²⁵. Since those products go
+// to MKL on such a CPU (dense_linear.cpp), which sped up the AVX2 path's unit-major
+// weight gradients the most, the AVX2 steps took 0.76–0.99 (best) and 0.83–1.02
+// (median) of the portable path's time, alternating in one process over three or four
+// rounds, at nine sizes from 2²³ to 2³⁰ (T = 8 and 40, B = 32–256, H = 256–1024;
+// 2026-11-23; see benchmarks/lstm_cpu_notes.md). Above 2³⁰ (unmeasured) auto keeps the
+// loop: there the per-step library products approach full rate, and the AVX2 tiles do
+// not block K.
 constexpr int64_t kAvx2MaxStepMacs = int64_t{1} << 30;
 
 }  // namespace

@@ -13,12 +13,12 @@ namespace dni {
 // Returns (grad_x [T, B, I], grad_h0 = dz_0 W_hh, grad_w_ih, grad_w_hh, grad_bias),
 // all contiguous, in dz's dtype; without compute_grad_x, grad_x is an empty tensor. dz
 // must be contiguous. dz_by_unit, when defined, is the same gradients unit-major
-// ([4H, T·B], contiguous) as the CPU's AVX-512 backward writes them: the weight
-// gradients then run as oneDNN's NN products instead of BLAS's transposed ones, and
+// ([4H, T·B], contiguous) as the CPU's AVX-512 and AVX2 backward steps write them: the
+// weight gradients then run as NN products (dense_linear) instead of transposed ones, and
 // h_prev_buffer ([T, B, H], contiguous, dz's dtype) receives h_{t−1} for all t as
 // their one operand. The CPU passes a retained workspace there: a fresh buffer faulted
 // in its pages on every call. grad_h0, when defined, is dz_0 W_hh already computed (the
-// CPU's AVX-512 backward does it with its step's product) and is returned as is.
+// CPU's one-pass backward steps do it with their tiles) and is returned as is.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_window_gemm_grads(
     const at::Tensor& dz, const at::Tensor& dz_by_unit, const at::Tensor& h_prev_buffer,
     const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
