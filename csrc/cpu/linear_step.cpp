@@ -2,10 +2,11 @@
 //
 // Four dense products (three without compute_grad_x, which skips grad_x = g W): the
 // forward, SG and grad_x products through dense_linear (large float32 ones on oneDNN,
-// with the bias and φ fused in, or on MKL: see dense_linear.h; BLAS otherwise). The elementwise stages between them
-// are single parallel loops with the activation and conditioning fixed at compile
-// time. The weight update is fused into the weight-gradient GEMM
-// (W.addmm_(gᵀ, x, beta=1, alpha=−lr)): no [O, I] temporary is ever allocated.
+// with the bias and φ fused in, or on MKL: see dense_linear.h; BLAS otherwise). The
+// elementwise stages between them are single parallel loops with the activation and
+// conditioning fixed at compile time. The weight update is fused into the
+// weight-gradient GEMM (W.addmm_(gᵀ, x, beta=1, alpha=−lr)): no [O, I] temporary is
+// ever allocated.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

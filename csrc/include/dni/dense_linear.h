@@ -6,9 +6,9 @@
 // (AMD EPYC), where MKL's sgemm takes a generic path, oneDNN ran 15–40% faster for the
 // NT and NN layouts used here. On an x86 CPU without AVX-512 (with MKL) only the
 // products on a packed weight do: the LSTM window's whole-window products ran faster
-// on MKL there ($DNI_CPU_GEMM overrides, see dense_linear.cpp). Everything else (small products, float64, CUDA
-// tensors, a torch without oneDNN, torch.backends.mkldnn.enabled = False) goes to
-// at::mm / at::addmm.
+// on MKL there ($DNI_CPU_GEMM overrides, see dense_linear.cpp). Everything else
+// (small products, float64, CUDA tensors, a torch without oneDNN,
+// torch.backends.mkldnn.enabled = False) goes to at::mm / at::addmm.
 #pragma once
 
 #include <ATen/ATen.h>
