@@ -3,8 +3,7 @@
 #include <ATen/Context.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
-#include <cstdlib>
-#include <string>
+#include "dni/settings.h"
 
 namespace dni {
 namespace {
@@ -46,27 +45,19 @@ const c10::OperatorHandle* reorder_linear_weight_op() {
 // GCC's CPU builtins) keep oneDNN, as before.
 bool onednn_by_default() {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  static const bool avx512 =
-      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
-  return avx512 || !at::hasMKL();
+  return cpu_has_avx512() || !at::hasMKL();
 #else
   return true;
 #endif
 }
 
-// $DNI_CPU_GEMM = auto (default), onednn or blas, read on every call like the other
-// DNI_* switches. auto keeps the per-step products on a packed weight (`repeated`) with
+// $DNI_CPU_GEMM = auto (default), onednn or blas. auto keeps the per-step products on a packed weight (`repeated`) with
 // oneDNN on every CPU: on the Zen 3, with them on oneDNN rather than on MKL unpacked,
 // the LSTM window at T = 40, B = 32, H = 1024 took 0.82–0.85 of the time (at T = 40,
 // B = 256, H = 256, 1.00–1.03: no loss).
 bool onednn_chosen(bool repeated) {
-  const char* env = std::getenv("DNI_CPU_GEMM");
-  const std::string mode = env != nullptr && *env != '\0' ? env : "auto";
-  if (mode == "auto") return repeated || onednn_by_default();
-  TORCH_CHECK(mode == "onednn" || mode == "blas",
-              "dni: DNI_CPU_GEMM must be auto, onednn or blas, got '", mode, "'");
-  return mode == "onednn";
+  const std::string mode = env_setting("DNI_CPU_GEMM", {"onednn", "blas"});
+  return mode == "auto" ? repeated || onednn_by_default() : mode == "onednn";
 }
 
 bool use_onednn(const at::Tensor& b, int64_t macs, bool repeated) {

@@ -23,6 +23,7 @@
 #include <type_traits>
 
 #include "dni/lstm_math.h"
+#include "dni/settings.h"
 #include "dni/static_switch.h"
 #include "vec_math.h"
 
@@ -34,9 +35,7 @@ namespace dni::cpu {
 
 bool lstm_window_step_avx2_supported(const at::Tensor& w_hh) {
 #ifdef DNI_LSTM_STEP_AVX2
-  static const bool cpu_has_avx2 =
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return cpu_has_avx2 && w_hh.scalar_type() == at::kFloat &&
+  return cpu_has_avx2_fma() && w_hh.scalar_type() == at::kFloat &&
          w_hh.size(1) % kLstmStepUnitBlockAvx2 == 0;
 #else
   return false;

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "dni/lstm_math.h"
+#include "dni/settings.h"
 #include "dni/static_switch.h"
 #include "vec_math.h"
 
@@ -26,12 +27,8 @@ namespace dni::cpu {
 
 bool lstm_window_step_avx512_supported(const at::Tensor& w_hh) {
 #ifdef DNI_LSTM_STEP_AVX512
-  // The ISA that the target pragma below compiles the steps for.
-  static const bool cpu_has_avx512 =
-      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return cpu_has_avx512 && w_hh.scalar_type() == at::kFloat &&
+  // cpu_has_avx512: the ISA that the target pragma below compiles the steps for.
+  return cpu_has_avx512() && w_hh.scalar_type() == at::kFloat &&
          w_hh.size(1) % kLstmStepUnitBlock == 0;
 #else
   return false;

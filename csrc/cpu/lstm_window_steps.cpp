@@ -1,8 +1,9 @@
 #include "lstm_window_steps.h"
 
-#include <cstdlib>
 #include <cstring>
 #include <string>
+
+#include "dni/settings.h"
 
 #include "lstm_window_step_avx2.h"
 #include "lstm_window_step_avx512.h"
@@ -65,8 +66,7 @@ constexpr int64_t kAvx2MaxStepMacs = int64_t{1} << 30;
 }  // namespace
 
 const LstmWindowSteps* lstm_window_steps(const at::Tensor& w_hh, int64_t batch) {
-  const char* env = std::getenv("DNI_CPU_LSTM_STEP");
-  const std::string mode = env != nullptr && *env != '\0' ? env : "auto";
+  const std::string mode = env_setting("DNI_CPU_LSTM_STEP", {"avx512", "avx2", "loop"});
   if (mode == "auto") {
     if (lstm_window_step_avx512_supported(w_hh)) return &kAvx512;
     const int64_t hidden = w_hh.size(1);
@@ -75,8 +75,6 @@ const LstmWindowSteps* lstm_window_steps(const at::Tensor& w_hh, int64_t batch) 
                : nullptr;
   }
   if (mode == "loop") return nullptr;
-  TORCH_CHECK(mode == "avx512" || mode == "avx2",
-              "dni: DNI_CPU_LSTM_STEP must be auto, avx512, avx2 or loop, got '", mode, "'");
   const bool avx512 = mode == "avx512";
   TORCH_CHECK(avx512 ? lstm_window_step_avx512_supported(w_hh)
                      : lstm_window_step_avx2_supported(w_hh),

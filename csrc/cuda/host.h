@@ -10,10 +10,10 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
-#include <cstdlib>
 #include <string>
 
 #include "dni/checks.h"
+#include "dni/settings.h"
 #include "params.h"
 
 namespace dni::cuda {
@@ -39,11 +39,7 @@ inline void check_cuda_dtype(const Tensor& act, const char* op) {
 // $DNI_CUDA_PATH (read on every call, default "auto"), checked: auto, single, multi
 // or cublas. linear_step.cpp and sg_update.cpp say what each means for their op.
 inline std::string cuda_path_setting() {
-  const char* env = std::getenv("DNI_CUDA_PATH");
-  const std::string mode = env != nullptr ? env : "auto";
-  TORCH_CHECK(mode == "auto" || mode == "single" || mode == "multi" || mode == "cublas",
-              "dni: DNI_CUDA_PATH must be auto, single, multi or cublas, got '", mode, "'");
-  return mode;
+  return env_setting("DNI_CUDA_PATH", {"single", "multi", "cublas"});
 }
 
 // out (float32, [M, N]) = a · b on cuBLAS, accumulated in float32 and never rounded to

@@ -20,12 +20,12 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <cstdlib>
 #include <string>
 #include <tuple>
 
 #include "dni/lstm_checks.h"
 #include "dni/lstm_window_grads.h"
+#include "dni/settings.h"
 #include "host.h"
 #include "lstm_params.h"
 
@@ -38,10 +38,7 @@ Strided strided_or_null(const OptTensor& t) { return t.has_value() ? strided(*t)
 constexpr int64_t kCublasStepMinMacs = int64_t{1} << 27;  // B = 32, H = 1024
 
 LstmStepGemm choose_step_gemm(int64_t batch, int64_t hidden) {
-  const char* env = std::getenv("DNI_CUDA_LSTM_STEP");
-  const std::string mode = env != nullptr ? env : "auto";
-  TORCH_CHECK(mode == "auto" || mode == "fused" || mode == "cublas",
-              "dni: DNI_CUDA_LSTM_STEP must be auto, fused or cublas, got '", mode, "'");
+  const std::string mode = env_setting("DNI_CUDA_LSTM_STEP", {"fused", "cublas"});
   if (mode == "auto") {
     return batch * 4 * hidden * hidden >= kCublasStepMinMacs ? LstmStepGemm::kCublas
                                                              : LstmStepGemm::kInKernel;
