@@ -116,15 +116,16 @@ def step_mode(request, monkeypatch):
     return request.param
 
 
-# (T, B, I, H): batch 1 and every tile length of both ISAs' kernels (6-row tiles, then
-# 1–5 rows, in 16-row tasks with AVX-512 and 12-row ones with AVX2: B = 16 leaves a
-# 4-row tile for AVX2), with one-tile tasks where those leave under 2 tasks per thread;
-# a 1- or 2-row rest split evenly with the last full tile (B = 20: 4 + 4 for AVX2;
-# B = 14: 6 + 4 + 4 for AVX-512; B = 7: 4 + 3); two unit blocks of the AVX-512
-# backward; H = 48, which only AVX2 and the loop take, and H = 1040, 65 AVX2 unit blocks
-# (auto takes the AVX2 steps up to B = 256 at H = 1024). (The tile lengths quoted are
-# with 2 threads.)
-SHAPES_ONE_PASS = [(1, 1, 3, 64), (3, 5, 7, 64), (2, 16, 5, 64), (2, 20, 5, 64), (2, 14, 3, 64),
+# (T, B, I, H): batch 1 and every tile length of both ISAs' kernels (1–6 rows, in 16-row
+# tasks with AVX-512 and 12-row ones with AVX2: B = 16 leaves a 4-row tile for AVX2),
+# with one-tile tasks where those leave under 2 tasks per thread; a 1- or 2-row rest
+# split evenly with the last full tile (B = 20: 4 + 4 in both AVX2 passes; B = 14 at
+# H = 256: 6 + 4 + 4 in both AVX-512 passes, the backward's write-prefetch shares
+# following the tiles' rows; B = 7: 4 + 3 in the AVX2 forward); two unit blocks of the
+# AVX-512 backward; H = 48, which only AVX2 and the loop take, and H = 1040, 65 AVX2 unit
+# blocks (auto takes the AVX2 steps up to B = 256 at H = 1024). (The tile lengths quoted
+# are with 2 threads.)
+SHAPES_ONE_PASS = [(1, 1, 3, 64), (3, 5, 7, 64), (2, 16, 5, 64), (2, 20, 5, 64), (2, 14, 3, 256),
                    (2, 35, 9, 64), (2, 50, 4, 64), (4, 9, 5, 128), (2, 7, 5, 48),
                    (2, 13, 5, 1040)]  # fmt: skip
 

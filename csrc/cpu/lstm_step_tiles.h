@@ -50,12 +50,14 @@ inline void call_tile(int64_t rows, int64_t row0, Tile& tile) {
 
 // Calls tile(std::integral_constant<int, rows>, first_row) over rows [begin, end): tiles
 // of kRows, then the rest. A rest under half a tile is split evenly with the last full
-// tile instead (8 rows: 4 + 4, not 6 + 2): a tile of one or two rows has too few
-// accumulator chains to hide the FMA latency: the AVX2 2-row tile ran at half the 6-row
-// tile's rate (perf, T = 40, B = 32, H = 1024: 3.4 % of the window's samples for 6 % of
-// the step products' rows), and with the even split the AVX2 forward op took 1–3 % and
-// the backward op about 1 % less time at B = 32 (H = 256 and 1024, best and median of
-// eight alternating rounds; the same bits).
+// tile instead (8 rows: 4 + 4, not 6 + 2). Measured with AVX2, whose 2-row tile has only
+// 4 accumulator chains to cover the FMA latency: it ran at half the 6-row tile's rate
+// (perf, T = 40, B = 32, H = 1024: 3.4 % of the window's samples for 6 % of the step
+// products' rows, against 26 % for the other 94 %), and with the even split the AVX2
+// forward op took 1–3 % less time at B = 32 (H = 256 and 1024, best and median of eight
+// alternating rounds; the same bits), the backward op 0.6–1 % by the best times and the
+// same within the noise by the medians. (AVX-512's 2-row tile has 8 chains; the split
+// is unmeasured there.)
 template <int kRows, typename Tile>
 inline void for_each_tile(int64_t begin, int64_t end, Tile&& tile) {
   int64_t full = (end - begin) / kRows, rest = (end - begin) % kRows;

@@ -293,7 +293,9 @@ void lstm_window_backward_step_avx512(const float* dz_next, const float* dh_end,
             // passes alone took 5 % less time with it (B = 256, H = 256: 5.60 → 5.27
             // ms at T = 8, 31.3 → 29.9 at T = 40; T = 40, B = 32: 3.71 → 3.53; T = 8,
             // B = 256, H = 1024: 77.2 → 75.6; best of five alternating rounds).
-            // The tile's share is in proportion to its rows (tiles differ in size).
+            // The tile's share is in proportion to its rows: tiles differ in size (a
+            // short rest is split evenly with the last full tile), so an index of equal
+            // tiles would request one share twice and the last never.
             const int64_t task_rows = row_end - row_begin, first = row0 - row_begin;
             constexpr int64_t kTaskLines = 4 * kLstmStepUnitBlock;
             multiply_tile<kRows>(
