@@ -51,10 +51,10 @@ bool onednn_by_default() {
 #endif
 }
 
-// $DNI_CPU_GEMM = auto (default), onednn or blas. auto keeps the per-step products on a packed weight (`repeated`) with
-// oneDNN on every CPU: on the Zen 3, with them on oneDNN rather than on MKL unpacked,
-// the LSTM window at T = 40, B = 32, H = 1024 took 0.82–0.85 of the time (at T = 40,
-// B = 256, H = 256, 1.00–1.03: no loss).
+// $DNI_CPU_GEMM = auto (default), onednn or blas. auto keeps the per-step products on a
+// packed weight (`repeated`) with oneDNN on every CPU: on the Zen 3, with them on oneDNN
+// rather than on MKL unpacked, the LSTM window at T = 40, B = 32, H = 1024 took
+// 0.82–0.85 of the time (at T = 40, B = 256, H = 256, 1.00–1.03: no loss).
 bool onednn_chosen(bool repeated) {
   const std::string mode = env_setting("DNI_CPU_GEMM", {"onednn", "blas"});
   return mode == "auto" ? repeated || onednn_by_default() : mode == "onednn";
