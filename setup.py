@@ -70,6 +70,8 @@ def extensions():
     # never read errno); they let GCC vectorise selects such as relu's φ′ instead of
     # leaving a scalar loop with a mispredicting branch.
     cxx = ["-O3", "-std=c++20", "-fopenmp", "-DNDEBUG", "-fno-trapping-math", "-fno-math-errno"]
+    if os.environ.get("DNI_EMULATE_AVX512") == "1":  # scripts/check_avx512_emulated.sh
+        cxx.append("-DDNI_EMULATE_AVX512")
     kwargs = dict(
         include_dirs=[os.path.join(ROOT, "csrc", "include")],
         extra_link_args=["-fopenmp"],

@@ -5,6 +5,8 @@ bootstrap: with the true future gradient at every boundary, windowed BPTT is ful
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -95,9 +97,12 @@ def test_window_onednn_and_blas_paths(gemm, mkldnn, monkeypatch):
 # portable path (a product per step, then a gate loop). Each test below runs every mode
 # this CPU has, through $DNI_CPU_LSTM_STEP. (torch's capability, which these follow,
 # can be lowered by $ATEN_CPU_CAPABILITY, the kernels' CPU check cannot: leave it unset.)
+# $DNI_EMULATE_AVX512=1 marks a build whose AVX-512 steps run emulated on any CPU
+# (scripts/check_avx512_emulated.sh).
 CPU_CAPABILITY = torch.backends.cpu.get_cpu_capability()
+AVX512_STEPS = CPU_CAPABILITY == "AVX512" or os.environ.get("DNI_EMULATE_AVX512") == "1"
 STEP_MODES = ["loop"] + ["avx2"] * (CPU_CAPABILITY in ("AVX2", "AVX512")) + [
-    "avx512"] * (CPU_CAPABILITY == "AVX512")  # fmt: skip
+    "avx512"] * AVX512_STEPS  # fmt: skip
 PRODUCTS = {"aten::mm", "aten::addmm", "aten::addmm_", "mkldnn::_linear_pointwise"}
 
 

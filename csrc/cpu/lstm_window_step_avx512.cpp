@@ -27,8 +27,14 @@ namespace dni::cpu {
 
 bool lstm_window_step_avx512_supported(const at::Tensor& w_hh) {
 #ifdef DNI_LSTM_STEP_AVX512
-  // cpu_has_avx512: the ISA that the target pragma below compiles the steps for.
-  return cpu_has_avx512() && w_hh.scalar_type() == at::kFloat &&
+  // cpu_has_avx512: the ISA that the target pragma below compiles the steps for (an
+  // emulated build runs them on any CPU, see avx512_emulation.h).
+#ifdef DNI_EMULATE_AVX512
+  constexpr bool kEmulated = true;
+#else
+  constexpr bool kEmulated = false;
+#endif
+  return (kEmulated || cpu_has_avx512()) && w_hh.scalar_type() == at::kFloat &&
          w_hh.size(1) % kLstmStepUnitBlock == 0;
 #else
   return false;
@@ -41,8 +47,11 @@ bool lstm_window_step_avx512_supported(const at::Tensor& w_hh) {
 #pragma GCC push_options
 // An ISA list, not "arch=x86-64-v4": GCC inlines baseline functions (the shared math
 // templates) only into callers of the same arch. prfchw: __builtin_prefetch's write
-// hint becomes PREFETCHW, which every AVX-512 CPU has.
+// hint becomes PREFETCHW, which every AVX-512 CPU has. An emulated build compiles for the
+// baseline ISA, its intrinsics portable code (avx512_emulation.h).
+#ifndef DNI_EMULATE_AVX512
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prfchw")
+#endif
 #include "lstm_step_tiles.h"
 #include "simd16.h"
 
