@@ -8,6 +8,8 @@ compiles them. Environment knobs:
     DNI_BUILD_CUDA=0|1      force the CUDA kernels off, or require them
     TORCH_CUDA_ARCH_LIST    architectures (default "8.0;9.0": A100, H100)
     MAX_JOBS                parallel compile jobs (default 2)
+    DNI_EMULATE_AVX512=1    a test build whose AVX-512 LSTM steps run emulated on any
+                            x86-64 CPU (scripts/check_avx512_emulated.sh), never for use
 
 Install with `pip install --no-build-isolation .` so the build uses the torch you
 already have instead of downloading a second one.

@@ -1,14 +1,19 @@
 // The AVX-512 intrinsics of simd16.h and lstm_window_step_avx512.cpp in portable code,
 // for a build with -DDNI_EMULATE_AVX512 (scripts/check_avx512_emulated.sh): it runs the
-// AVX-512 LSTM steps on a CPU without AVX-512, to test what they compute (the tests of
-// python_tests/test_lstm.py against the reference), not their speed. Never part of a
-// normal build.
+// AVX-512 LSTM steps on an x86-64 CPU without AVX-512 (GCC builds), to test what they
+// compute (the tests of python_tests/test_lstm.py against the reference), not their
+// speed. Never part of a normal build. Not bit for bit the hardware's results: compiled
+// for the baseline ISA, SIMDe's fused multiply-add rounds twice, and its scalef flushes
+// subnormal inputs to zero; the tests compare within their tolerances.
 //
 // SIMDe (https://github.com/simd-everywhere/simde, the libsimde-dev package) provides
 // the intrinsics, and macros that send the intrinsics' names to them; its 0.7 releases
 // lack the two masked moves of write_row, defined below with the hardware's rules (under
 // other names: GCC's own declarations of these, from <immintrin.h>, are in scope).
 #pragma once
+
+// GCC's header first (ATen includes it anyway): SIMDe 0.7 has no __mmask16 of its own.
+#include <immintrin.h>
 
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
