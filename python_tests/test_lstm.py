@@ -97,8 +97,8 @@ def test_window_onednn_and_blas_paths(gemm, mkldnn, monkeypatch):
 # portable path (a product per step, then a gate loop). Each test below runs every mode
 # this CPU has, through $DNI_CPU_LSTM_STEP. (torch's capability, which these follow,
 # can be lowered by $ATEN_CPU_CAPABILITY, the kernels' CPU check cannot: leave it unset.)
-# $DNI_EMULATE_AVX512=1 marks a build whose AVX-512 steps run emulated on any CPU
-# (scripts/check_avx512_emulated.sh).
+# $DNI_EMULATE_AVX512=1 marks a build whose AVX-512 steps run emulated on any x86-64
+# CPU (scripts/check_avx512_emulated.sh).
 CPU_CAPABILITY = torch.backends.cpu.get_cpu_capability()
 AVX512_STEPS = CPU_CAPABILITY == "AVX512" or os.environ.get("DNI_EMULATE_AVX512") == "1"
 STEP_MODES = ["loop"] + ["avx2"] * (CPU_CAPABILITY in ("AVX2", "AVX512")) + [

@@ -21,7 +21,7 @@ trap 'rm -rf "$work"' EXIT
 # The working tree as it is (tracked files still present, and new ones), built apart
 # from ./dni_kernels/_C*.so.
 git ls-files -z -co --exclude-standard |
-  while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
+  while IFS= read -r -d '' f; do if [ -e "$f" ]; then printf '%s\0' "$f"; fi; done |
   tar --null -T - -cf - | tar -xf - -C "$work"
 ln -s "$PWD/.venv" "$work/.venv"
 cd "$work"

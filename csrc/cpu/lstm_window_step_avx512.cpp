@@ -28,7 +28,7 @@ namespace dni::cpu {
 bool lstm_window_step_avx512_supported(const at::Tensor& w_hh) {
 #ifdef DNI_LSTM_STEP_AVX512
   // cpu_has_avx512: the ISA that the target pragma below compiles the steps for (an
-  // emulated build runs them on any CPU, see avx512_emulation.h).
+  // emulated build runs them on any x86-64 CPU, see avx512_emulation.h).
 #ifdef DNI_EMULATE_AVX512
   constexpr bool kEmulated = true;
 #else

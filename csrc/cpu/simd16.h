@@ -5,7 +5,7 @@
 // Include only inside a `#pragma GCC target` region enabling AVX-512 (see
 // lstm_window_step_avx512.cpp) and call only after checking the CPU: every function
 // here is compiled for AVX-512. (A build with DNI_EMULATE_AVX512 takes the intrinsics
-// from avx512_emulation.h instead, for any CPU.)
+// from avx512_emulation.h instead, for any x86-64 CPU.)
 #pragma once
 
 #ifdef DNI_EMULATE_AVX512
