@@ -3,6 +3,7 @@
 #include <ATen/Context.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include "dni/large_output.h"
 #include "dni/settings.h"
 
 namespace dni {
@@ -112,7 +113,14 @@ DenseLinear dense_linear(const at::Tensor& a, const at::Tensor& b,
     linear_pointwise_op()->callBoxed(&stack);
     return {stack[0].toTensor(), act != Activation::kRelu};
   }
-  at::Tensor out = bias.has_value() ? at::addmm(*bias, a, b.t()) : at::mm(a, b.t());
+  // Allocated here, so that an output of 32 MiB or more gets huge-page advice before
+  // its first write (large_output.h).
+  at::Tensor out = empty_large_output({a.size(0), b.size(0)}, a.options());
+  if (bias.has_value()) {
+    at::addmm_out(out, *bias, a, b.t());
+  } else {
+    at::mm_out(out, a, b.t());
+  }
   return {out, act == Activation::kIdentity};
 }
 

@@ -92,6 +92,46 @@ def test_window_onednn_and_blas_paths(gemm, mkldnn, monkeypatch):
     assert onednn_products == 17 * packed + (1 + 16 + 2) * single
 
 
+def _huge_page_advised(t: torch.Tensor) -> bool:
+    """Whether the mapping holding the middle of t's data carries MADV_HUGEPAGE ("hg"
+    among /proc/self/smaps' VmFlags)."""
+    address = t.data_ptr() + t.nbytes // 2
+    with open("/proc/self/smaps") as smaps:
+        inside = False
+        for line in smaps:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):  # a mapping's "start-end perms ..."
+                start, end = (int(a, 16) for a in head.split("-"))
+                inside = start <= address < end
+            elif inside and head == "VmFlags:":
+                return "hg" in line.split()[1:]
+    raise AssertionError("no mapping holds the tensor's data")
+
+
+@pytest.mark.skipif(not os.path.exists("/sys/kernel/mm/transparent_hugepage"),
+                    reason="huge-page advice needs Linux with THP")  # fmt: skip
+@pytest.mark.skipif(bool(os.environ.get("THP_MEM_ALLOC_ENABLE")),
+                    reason="torch's own allocator advises every large block then")  # fmt: skip
+def test_window_large_outputs_get_huge_page_advice(monkeypatch):
+    """Outputs of 32 MiB and more (csrc/include/dni/large_output.h) are advised to use
+    huge pages before their first write: hs and cs, and on the BLAS path gates and
+    grad_x; none with $DNI_CPU_HUGE_PAGES=off; a bad value raises."""
+    monkeypatch.setenv("DNI_CPU_GEMM", "blas")  # oneDNN's op allocates its own outputs
+    w = make_window(64, 2048, 64, 64, dtype=torch.float32)  # hs, cs, grad_x: 32 MiB each
+    g = torch.randn(64, 2048, 64)
+    for setting in ("auto", "off"):
+        monkeypatch.setenv("DNI_CPU_HUGE_PAGES", setting)
+        hs, cs, gates = ops.lstm_window_forward(*w)
+        grad_x = ops.lstm_window_backward(g, None, None, None, *w[:5], hs, cs, gates)[0]
+        for name, t in (("hs", hs), ("cs", cs), ("gates", gates), ("grad_x", grad_x)):
+            assert t.nbytes >= 32 << 20 and _huge_page_advised(t) is (setting == "auto"), name
+    small = make_window(3, 2, 4, 16, dtype=torch.float32)
+    assert not _huge_page_advised(ops.lstm_window_forward(*small)[2])  # 2 KiB: no advice
+    monkeypatch.setenv("DNI_CPU_HUGE_PAGES", "on")
+    with pytest.raises(RuntimeError, match="DNI_CPU_HUGE_PAGES must be auto or off, got 'on'"):
+        ops.lstm_window_forward(*small)
+
+
 # The CPU's one-pass steps for float32 (csrc/cpu/lstm_window_steps.h): AVX-512 with H a
 # multiple of 64 where the CPU has it, else AVX2 with H a multiple of 16; "loop" is the
 # portable path (a product per step, then a gate loop). Each test below runs every mode

@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "dni/dense_linear.h"
+#include "dni/large_output.h"
 #include "dni/lstm_checks.h"
 #include "dni/lstm_math.h"
 #include "lstm_cpu.h"
@@ -68,8 +69,8 @@ std::tuple<Tensor, Tensor, Tensor> lstm_window_forward_cpu(const Tensor& x, cons
   auto opts = x.options();
   Tensor gates = dense_linear(x.reshape({steps * batch, in}), w_ih, bias)
                      .out.view({steps, batch, 4 * hidden});
-  Tensor hs = at::empty({steps, batch, hidden}, opts);
-  Tensor cs = at::empty({steps, batch, hidden}, opts);
+  Tensor hs = empty_large_output({steps, batch, hidden}, opts);
+  Tensor cs = empty_large_output({steps, batch, hidden}, opts);
   const Tensor c0_contig = c0.contiguous();
   if (const LstmWindowSteps* one_pass = lstm_window_steps(w_hh, batch)) {
     const Tensor h0_contig = h0.contiguous();  // the portable path's product takes views
