@@ -5,7 +5,10 @@ bootstrap: with the true future gradient at every boundary, windowed BPTT is ful
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -92,12 +95,18 @@ def test_window_onednn_and_blas_paths(gemm, mkldnn, monkeypatch):
     assert onednn_products == 17 * packed + (1 + 16 + 2) * single
 
 
-def _huge_page_advised(t: torch.Tensor) -> bool:
-    """Whether the mapping holding the middle of t's data carries MADV_HUGEPAGE ("hg"
-    among /proc/self/smaps' VmFlags)."""
+# Run in a fresh process per setting: the advice stays on an address range after its
+# block is freed, and glibc may serve a later block (in this process, perhaps from its
+# heap) from an advised range. The child prints whether each output's mapping carries
+# MADV_HUGEPAGE ("hg" among /proc/self/smaps' VmFlags; None: no such line).
+_HUGE_PAGE_CHILD = """
+import json, torch
+from dni_kernels import ops
+
+def advised(t):
     address = t.data_ptr() + t.nbytes // 2
+    inside = False
     with open("/proc/self/smaps") as smaps:
-        inside = False
         for line in smaps:
             head = line.split()[0]
             if "-" in head and not head.endswith(":"):  # a mapping's "start-end perms ..."
@@ -105,31 +114,50 @@ def _huge_page_advised(t: torch.Tensor) -> bool:
                 inside = start <= address < end
             elif inside and head == "VmFlags:":
                 return "hg" in line.split()[1:]
-    raise AssertionError("no mapping holds the tensor's data")
+    return None
+
+def window(steps, batch, inp, hidden):
+    r = lambda *shape: torch.randn(*shape) * 0.1
+    return (r(steps, batch, inp), r(batch, hidden), r(batch, hidden), r(4 * hidden, inp),
+            r(4 * hidden, hidden), r(4 * hidden))
+
+small = ops.lstm_window_forward(*window(3, 2, 4, 16))[2]  # 2 KiB: never advised
+w = window(64, 2048, 64, 64)  # hs, cs and grad_x 32 MiB each, gates 128 MiB
+hs, cs, gates = ops.lstm_window_forward(*w)
+grad_x = ops.lstm_window_backward(torch.randn_like(hs), None, None, None, *w[:5], hs, cs,
+                                  gates)[0]
+outputs = dict(small=small, hs=hs, cs=cs, gates=gates, grad_x=grad_x)
+assert all(t.nbytes >= 32 << 20 for n, t in outputs.items() if n != "small")
+print(json.dumps({n: advised(t) for n, t in outputs.items()}))
+"""
 
 
 @pytest.mark.skipif(not os.path.exists("/sys/kernel/mm/transparent_hugepage"),
                     reason="huge-page advice needs Linux with THP")  # fmt: skip
-@pytest.mark.skipif(bool(os.environ.get("THP_MEM_ALLOC_ENABLE")),
-                    reason="torch's own allocator advises every large block then")  # fmt: skip
-def test_window_large_outputs_get_huge_page_advice(monkeypatch):
+@pytest.mark.parametrize("setting", ["auto", "off"])
+def test_window_large_outputs_get_huge_page_advice(setting):
     """Outputs of 32 MiB and more (csrc/include/dni/large_output.h) are advised to use
     huge pages before their first write: hs and cs, and on the BLAS path gates and
-    grad_x; none with $DNI_CPU_HUGE_PAGES=off; a bad value raises."""
-    monkeypatch.setenv("DNI_CPU_GEMM", "blas")  # oneDNN's op allocates its own outputs
-    w = make_window(64, 2048, 64, 64, dtype=torch.float32)  # hs, cs, grad_x: 32 MiB each
-    g = torch.randn(64, 2048, 64)
-    for setting in ("auto", "off"):
-        monkeypatch.setenv("DNI_CPU_HUGE_PAGES", setting)
-        hs, cs, gates = ops.lstm_window_forward(*w)
-        grad_x = ops.lstm_window_backward(g, None, None, None, *w[:5], hs, cs, gates)[0]
-        for name, t in (("hs", hs), ("cs", cs), ("gates", gates), ("grad_x", grad_x)):
-            assert t.nbytes >= 32 << 20 and _huge_page_advised(t) is (setting == "auto"), name
-    small = make_window(3, 2, 4, 16, dtype=torch.float32)
-    assert not _huge_page_advised(ops.lstm_window_forward(*small)[2])  # 2 KiB: no advice
+    grad_x; none with $DNI_CPU_HUGE_PAGES=off, and never a small one."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "GLIBC_TUNABLES") and not k.startswith("MALLOC_")}
+    # oneDNN's op allocates its own outputs; torch's allocator would advise every large
+    # block itself with THP_MEM_ALLOC_ENABLE=1.
+    env.update(DNI_CPU_GEMM="blas", DNI_CPU_HUGE_PAGES=setting, THP_MEM_ALLOC_ENABLE="0")
+    child = subprocess.run([sys.executable, "-c", _HUGE_PAGE_CHILD], env=env,
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert child.returncode == 0, child.stderr
+    advised = json.loads(child.stdout.strip().splitlines()[-1])
+    if None in advised.values():
+        pytest.skip("/proc/self/smaps has no VmFlags here")
+    large = setting == "auto"
+    assert advised == dict(small=False, hs=large, cs=large, gates=large, grad_x=large)
+
+
+def test_bad_huge_pages_setting_raises(monkeypatch):
     monkeypatch.setenv("DNI_CPU_HUGE_PAGES", "on")
     with pytest.raises(RuntimeError, match="DNI_CPU_HUGE_PAGES must be auto or off, got 'on'"):
-        ops.lstm_window_forward(*small)
+        ops.lstm_window_forward(*make_window(3, 2, 4, 16, dtype=torch.float32))
 
 
 # The CPU's one-pass steps for float32 (csrc/cpu/lstm_window_steps.h): AVX-512 with H a

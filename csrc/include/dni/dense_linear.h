@@ -8,9 +8,9 @@
 // products on a packed weight do: the LSTM window's whole-window products ran faster
 // on MKL there ($DNI_CPU_GEMM overrides, see dense_linear.cpp). Everything else
 // (small products, float64, CUDA tensors, a torch without oneDNN,
-// torch.backends.mkldnn.enabled = False) goes to at::mm / at::addmm, into an output
-// from empty_large_output (huge-page advice from 32 MiB, large_output.h); oneDNN's op
-// allocates its own.
+// torch.backends.mkldnn.enabled = False) goes to at::mm_out / at::addmm_out, into an
+// output from empty_large_output (huge-page advice from 32 MiB, large_output.h);
+// oneDNN's op allocates its own.
 #pragma once
 
 #include <ATen/ATen.h>
